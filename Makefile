@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Both create .venv in the repository root and install what they need into it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch==2.13.0 is the CPU wheel on the project's machines. A torch already installed for python3
+# (a user's CUDA build) is kept: then, and only then, the venv sees the system site-packages.
+TORCH_SPEC ?= torch==2.13.0
+SYSTEM_TORCH := $(shell python3 -c "import torch" 2>/dev/null && echo --system-site-packages)
+
+.PHONY: install demo test lint docs bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(SYSTEM_TORCH) $(VENV)
+	$(PIP) install -q --upgrade pip
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+		echo "keeping installed torch $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	else \
+		$(PIP) install -q "$(TORCH_SPEC)"; \
+	fi
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/sec-rl demo
+
+test: install
+	$(VENV)/bin/ruff check sec_rl tests benchmarks examples
+	$(PY) -m pytest -q
+	$(VENV)/bin/mkdocs build --strict -q -d /tmp/sec-rl-site
+
+lint: install
+	$(VENV)/bin/ruff check sec_rl tests benchmarks examples
+	$(VENV)/bin/ruff format --check sec_rl tests benchmarks examples
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) site build *.egg-info

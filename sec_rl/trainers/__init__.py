@@ -1,0 +1,18 @@
+"""TRL trainers and callbacks that add a curriculum (they depend on ``sec_rl.curriculum``, never the reverse)."""
+
+from sec_rl.trainers.callbacks import CurriculumCallback, curriculum_history, plot_curriculum_history
+from sec_rl.trainers.curriculum_args import CurriculumArguments
+from sec_rl.trainers.grpo_config import SECGRPOConfig
+from sec_rl.trainers.grpo_trainer import SECGRPOTrainer
+from sec_rl.trainers.mixin import CurriculumMixin, GRPOCurriculumMixin
+
+__all__ = [
+    "CurriculumArguments",
+    "CurriculumCallback",
+    "CurriculumMixin",
+    "GRPOCurriculumMixin",
+    "SECGRPOConfig",
+    "SECGRPOTrainer",
+    "curriculum_history",
+    "plot_curriculum_history",
+]

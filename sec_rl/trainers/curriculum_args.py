@@ -1,0 +1,114 @@
+"""The curriculum fields shared by the SEC trainers' configs (GRPO and SFT)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sec_rl.curriculum import CURRICULA, make_curriculum
+
+NO_CURRICULUM = "none"
+
+
+@dataclass
+class CurriculumArguments:
+    """Curriculum settings. Mixed into a TRL config dataclass, so they parse from the CLI and YAML with ``TrlParser``."""
+
+    curriculum: str = field(
+        default="sec",
+        metadata={
+            "help": "Strategy that chooses each prompt's category: one of "
+            f"{sorted(CURRICULA)}, or '{NO_CURRICULUM}' for TRL's own uniform sampler."
+        },
+    )
+    curriculum_column: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Dataset column(s) holding each row's category, e.g. `difficulty`. Several columns make joint "
+            "arms keyed 'a-b' (e.g. `difficulty domain`). Required unless curriculum is 'none'."
+        },
+    )
+    curriculum_categories: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "The arms in order, easy to hard (the order matters for 'ordered' and 'reverse'). Default: the "
+            "distinct values found in the data, sorted naturally (numbers by value)."
+        },
+    )
+    curriculum_alpha: float | None = field(
+        default=None,
+        metadata={"help": "TD(0) step size of 'sec' and 'learning_progress', in (0, 1]. Default: 0.5 (the paper)."},
+    )
+    curriculum_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Boltzmann temperature tau > 0. Default: the strategy's own (1.0 for 'sec', as for Countdown in "
+            "the paper; it used 0.4 for MATH and 0.2 for the multi-domain run)."
+        },
+    )
+    curriculum_signal: str = field(
+        default="advantages",
+        metadata={
+            "help": "What the curriculum learns from. 'advantages': the advantages the trainer trains on. "
+            "'raw_advantages': reward minus group mean, which keeps tracking p(1-p) when rewards are scaled per "
+            "group (with scale_rewards='group' and small groups, mean |A| is nearly constant)."
+        },
+    )
+    curriculum_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Other parameters of the strategy, as a dict or a JSON string, e.g. "
+            '\'{"unsampled": "keep"}\' for sec or \'{"target": 0.5}\' for target_success.'
+        },
+    )
+    curriculum_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the curriculum sampler's private generator. Default: `seed`."},
+    )
+
+    def __post_init__(self):
+        if hasattr(super(), "__post_init__"):
+            super().__post_init__()
+        if isinstance(self.curriculum_column, str):
+            self.curriculum_column = [self.curriculum_column]
+        if isinstance(self.curriculum_kwargs, str):
+            try:
+                self.curriculum_kwargs = json.loads(self.curriculum_kwargs)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"curriculum_kwargs is not valid JSON ({err}): pass e.g. '{{\"target\": 0.5}}'."
+                ) from err
+        if not self.curriculum_enabled:
+            return
+        if not self.curriculum_column:
+            raise ValueError(
+                f"curriculum={self.curriculum!r} needs `curriculum_column`: the dataset column(s) that hold each "
+                "row's category, e.g. curriculum_column='difficulty'."
+            )
+        if self.curriculum_signal not in ("advantages", "raw_advantages"):
+            raise ValueError(
+                f"curriculum_signal={self.curriculum_signal!r} is not supported: use 'advantages' or 'raw_advantages'."
+            )
+        # Build a throw-away instance now, so an unknown name or an out-of-range parameter fails at config time.
+        probe = make_curriculum(self.curriculum, ["probe"], sizes=[1], total_updates=1, **self.curriculum_params())
+        if probe.adaptive and self.dataloader_num_workers > 0:
+            raise ValueError(
+                f"dataloader_num_workers={self.dataloader_num_workers} with curriculum={self.curriculum!r}: worker "
+                "processes prefetch batches, so the curriculum would choose categories from values several steps "
+                "old. Set dataloader_num_workers=0 (data loading is not the bottleneck of GRPO), or use a "
+                "non-adaptive curriculum ('random', 'ordered', 'reverse')."
+            )
+
+    @property
+    def curriculum_enabled(self) -> bool:
+        return self.curriculum != NO_CURRICULUM
+
+    def curriculum_params(self) -> dict[str, Any]:
+        """The strategy's parameters: the explicit fields that are set, plus ``curriculum_kwargs``."""
+        params = dict(self.curriculum_kwargs or {})
+        if self.curriculum_alpha is not None:
+            params["alpha"] = self.curriculum_alpha
+        if self.curriculum_temperature is not None:
+            params["temperature"] = self.curriculum_temperature
+        return params
