@@ -29,14 +29,14 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check sec_rl tests benchmarks examples
 	$(PY) -m pytest -q
-	$(VENV)/bin/mkdocs build --strict -q -d /tmp/sec-rl-site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d $$(mktemp -d)
 
 lint: install
 	$(VENV)/bin/ruff check sec_rl tests benchmarks examples
 	$(VENV)/bin/ruff format --check sec_rl tests benchmarks examples
 
 docs: install
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) site build *.egg-info

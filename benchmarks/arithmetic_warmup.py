@@ -82,7 +82,9 @@ def main() -> None:
     t0 = time.perf_counter()
     after = evaluate_accuracy(model, tokenizer, test)
     print(f"after:  {fmt(after)}  ({time.perf_counter() - t0:.1f}s eval)")
-    print(f"warm-up: {args.steps} steps x {args.batch_size} in {train_s:.1f}s ({train_s / args.steps * 1e3:.0f} ms/step)")
+    print(
+        f"warm-up: {args.steps} steps x {args.batch_size} in {train_s:.1f}s ({train_s / args.steps * 1e3:.0f} ms/step)"
+    )
     if args.output_dir:
         model.save_pretrained(args.output_dir)
         tokenizer.save_pretrained(args.output_dir)

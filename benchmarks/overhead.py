@@ -26,16 +26,17 @@ from sec_rl.tasks.arithmetic import arithmetic_reward, make_arithmetic_dataset, 
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of each optimizer step, data loading and curriculum work included."""
+    """Time between consecutive step ends: the whole loop, data loading and sampler draws included."""
 
     def __init__(self):
-        self.times: list[float] = []
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
+        self.ends: list[float] = []
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
+        self.ends.append(time.perf_counter())
+
+    @property
+    def times(self) -> list[float]:
+        return [b - a for a, b in zip(self.ends, self.ends[1:])]
 
 
 def run(trainer_cls, config_cls, model_dir: str, dataset, steps: int, extra: dict) -> float:
@@ -46,6 +47,8 @@ def run(trainer_cls, config_cls, model_dir: str, dataset, steps: int, extra: dic
             per_device_train_batch_size=16,
             num_generations=4,
             max_completion_length=8,
+            # Every completion gets the full length, so both trainers do identical model work whatever they sample.
+            generation_kwargs={"min_new_tokens": 8},
             use_cpu=True,
             bf16=False,
             report_to="none",
@@ -86,6 +89,8 @@ def main() -> None:
         "sec_step_s": statistics.median(sec),
         "ratio_of_medians": statistics.median(sec) / statistics.median(grpo),
         "paired_ratios": ratios,
+        "grpo_runs_s": grpo,
+        "sec_runs_s": sec,
         "steps": cli.steps,
         "repeats": cli.repeats,
         "hidden_size": cli.hidden_size,

@@ -102,7 +102,13 @@ def run_one(spec: str, seed: int, setting: Setting, keep_curves: bool = True) ->
         stop_at_target=not keep_curves,
     )
     reached = trajectory.steps_to_target
-    out: dict[str, Any] = {"strategy": spec, "seed": seed, "steps": math.inf if reached is None else float(reached)}
+    out: dict[str, Any] = {
+        "strategy": spec,
+        "seed": seed,
+        "steps": math.inf if reached is None else float(reached),
+        # share of GRPO groups with a learning signal, over the steps until the target (or the whole run)
+        "informative": float(trajectory.informative[: reached or None].mean()),
+    }
     if keep_curves:
         out["hardest"] = trajectory.success[:, -1].astype(np.float32)
         out["probabilities"] = trajectory.probabilities.astype(np.float32)
@@ -120,6 +126,7 @@ class BenchmarkResult:
     seeds: list[int]
     setting: Setting
     steps: dict[str, np.ndarray]  # (seeds,) steps to target per strategy, inf when censored
+    informative: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds,) share of non-uniform groups
     hardest: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds, max_steps + 1) hardest-level success
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # (max_steps, K) of the first seed
     final_success: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds, K) after max_steps
@@ -152,6 +159,7 @@ def run_benchmark(
     for spec in strategies:
         mine = [r for r in runs if r["strategy"] == spec]
         result.steps[spec] = np.array([r["steps"] for r in mine])
+        result.informative[spec] = np.array([r["informative"] for r in mine])
         if keep_curves:
             result.hardest[spec] = np.stack([r["hardest"] for r in mine])
             result.probabilities[spec] = mine[0]["probabilities"]
@@ -232,6 +240,7 @@ def summarize(result: BenchmarkResult, n_boot: int = 10_000, reference: str = RE
             "median": median,
             "ci_low": lo,
             "ci_high": hi,
+            "informative": float(np.median(result.informative[spec])),
         }
         if reference in result.steps:
             y = result.steps[reference]
@@ -272,12 +281,20 @@ def table_rows(rows: list[dict[str, Any]], max_steps: int) -> list[list[str]]:
                 _steps(r["median"], max_steps),
                 f"[{_steps(r['ci_low'], max_steps)}, {_steps(r['ci_high'], max_steps)}]",
                 ratio,
+                f"{100 * r['informative']:.0f}%",
             ]
         )
     return out
 
 
-HEADER = ["strategy", "reached target", "median steps", "95% CI", f"median / {REFERENCE} [95% CI]"]
+HEADER = [
+    "strategy",
+    "reached target",
+    "median steps",
+    "95% CI",
+    f"median / {REFERENCE} [95% CI]",
+    "groups with signal",
+]
 
 
 def describe(setting: Setting, seeds: int) -> str:
@@ -320,7 +337,9 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], result: BenchmarkResu
         "",
         f"Medians with percentile-bootstrap 95% intervals (10,000 resamples); `> {result.setting.max_steps}` marks "
         "censored values (runs that never reached the target count as longer than every run that did). A ratio "
-        "written `> r` or `< r` is a bound: one of the two medians is censored and counts as the run length.",
+        "written `> r` or `< r` is a bound: one of the two medians is censored and counts as the run length. "
+        "Groups with signal: median over seeds of the share of GRPO groups whose rewards are not all equal "
+        "(non-zero advantages), over the steps until the target.",
         "",
         f"Command: `{command}`",
         "",
@@ -347,6 +366,7 @@ def write_json(path: Path, rows: list[dict[str, Any]], result: BenchmarkResult, 
         "seeds": result.seeds,
         "summary": [{k: clean(v) for k, v in row.items()} for row in rows],
         "steps": {s: [clean(float(v)) for v in x] for s, x in result.steps.items()},
+        "informative": {s: np.round(x, 4).tolist() for s, x in result.informative.items()},
         "final_success": {s: np.round(x, 4).tolist() for s, x in result.final_success.items()},
     }
     path.write_text(json.dumps(data, indent=1) + "\n")

@@ -188,6 +188,7 @@ class Trajectory:
     success: np.ndarray  # (steps + 1, K): every level's success rate, before the first step and after each
     probabilities: np.ndarray  # (steps, K): the curriculum's distribution when it chose step t's batch
     sampled: np.ndarray  # (steps, K): prompts of each level in step t's batch
+    informative: np.ndarray  # (steps,): share of step t's groups with non-uniform rewards (a learning signal)
     steps_to_target: int | None  # first t with success[t, -1] >= target, None if never within the run
     target: float
     params: dict[str, Any] = field(default_factory=dict)
@@ -228,7 +229,11 @@ def simulate(
     """
     if list(curriculum.categories) != learner.categories:
         raise ValueError(f"the curriculum's categories {curriculum.categories} differ from {learner.categories}.")
-    sampler_seed, rollout_seed = np.random.SeedSequence(seed).spawn(2) if isinstance(seed, int) else seed.spawn(2)
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    # children derived without spawn(), which would mutate a caller's SeedSequence between calls
+    sampler_seed, rollout_seed = (
+        np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, i)) for i in range(2)
+    )
     sampler = CurriculumSampler(
         learner.row_categories,
         curriculum,
@@ -242,6 +247,7 @@ def simulate(
     success = np.empty((steps + 1, k))
     probabilities = np.empty((steps, k))
     sampled = np.zeros((steps, k), dtype=np.int64)
+    informative = np.zeros(steps)
     success[0] = learner.category_success()
     reached = 0 if success[0, -1] >= target else None
     done = steps
@@ -255,6 +261,7 @@ def simulate(
         sampled[t] = np.bincount(levels, minlength=k)
         rewards = learner.rollout(problems, group_size, rng)
         advantages = group_advantages(rewards, scale_rewards)
+        informative[t] = np.mean(rewards.min(axis=1) != rewards.max(axis=1))
         learner.train_step(problems, rewards, advantages)
         per_rollout = np.repeat(names[levels], group_size).tolist()
         curriculum.update(per_rollout, advantages.ravel().tolist(), rewards.ravel().tolist())
@@ -274,6 +281,7 @@ def simulate(
         success=success[: done + 1],
         probabilities=probabilities[:done],
         sampled=sampled[:done],
+        informative=informative[:done],
         steps_to_target=reached,
         target=target,
         params=params,

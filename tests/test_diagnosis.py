@@ -225,6 +225,8 @@ def test_collect_statuses(tmp_path):
     (root / "empty" / "config.yaml").write_text("lr: 1.0e-6\n")
     ckpt = write_run(root / "ckpt" / "checkpoint-50", None, 0.4, step=50, max_steps=100)
     (ckpt.parent / "config.yaml").write_text("lr: 1.0e-6\n")
+    done = write_run(root / "done" / "checkpoint-100", None, 0.45)  # the Trainer's final save, no save_state()
+    (done.parent / "config.yaml").write_text("lr: 1.0e-6\n")
     write_run(root / "broken", None, 0.5)
     (root / "broken" / "config.yaml").write_text("lr: [1.0e-6,\n")
 
@@ -236,6 +238,7 @@ def test_collect_statuses(tmp_path):
         "failed": "crashed",
         "empty": "unfinished",
         "ckpt": "unfinished",
+        "done": "ok",
         "broken": "crashed",
     }
     ok = runs["ok"]

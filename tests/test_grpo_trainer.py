@@ -17,7 +17,7 @@ from sec_rl.curriculum import SelfEvolvingCurriculum
 from sec_rl.trainers.mixin import CURRICULUM_STATE_NAME
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from grpo_run import SUCCESS_PATTERN, build_trainer  # noqa: E402
+from grpo_run import SUCCESS_PATTERN, build_trainer, make_reward  # noqa: E402
 
 
 def read_calls(path: Path) -> list[list[str]]:
@@ -147,3 +147,61 @@ def test_bad_input_fails_early(tiny_model_dir, tmp_path):
             args=make(curriculum_column="level", max_steps=1),
             train_dataset=dataset.to_iterable_dataset(),
         )
+
+
+@pytest.mark.parametrize("signal", ["advantages", "raw_advantages"])
+def test_signal_choice_under_group_scaling(tiny_model_dir, tmp_path, signal):
+    """With scale_rewards='group', 'advantages' sees TRL's std-normalised values, 'raw_advantages' r - mean."""
+    log = tmp_path / "calls.jsonl"
+    trainer = build_trainer(
+        tiny_model_dir, str(tmp_path), max_steps=2, log_path=str(log), scale_rewards="group", curriculum_signal=signal
+    )
+    trainer.train()
+    replay = SelfEvolvingCurriculum(["1", "2", "3"], alpha=0.5, temperature=0.3)
+    for levels in read_calls(log):
+        groups = np.array([SUCCESS_PATTERN[lvl][i % 4] for i, lvl in enumerate(levels)], dtype=float).reshape(-1, 4)
+        advantages = groups - groups.mean(axis=1, keepdims=True)
+        if signal == "advantages":  # TRL: unbiased std per group, plus 1e-4
+            advantages = advantages / (groups.std(axis=1, ddof=1, keepdims=True) + 1e-4)
+        replay.update(levels, advantages.ravel(), groups.ravel())
+    np.testing.assert_allclose(trainer.curriculum.q_values, replay.q_values, rtol=1e-5, atol=1e-6)
+
+
+def test_mixin_on_a_users_own_trainer_with_a_custom_strategy(tiny_model_dir, tmp_path):
+    """A user's GRPOTrainer subclass gains the curriculum from the mixin; a ready strategy can be passed in."""
+    from trl import GRPOTrainer
+
+    from sec_rl import GRPOCurriculumMixin
+    from sec_rl.curriculum import Curriculum
+
+    class AlwaysHardest(Curriculum):
+        name = "always_hardest"
+
+        def probabilities(self):
+            return {c: float(c == self.categories[-1]) for c in self.categories}
+
+        def _update(self, advantages, rewards):
+            pass
+
+    class MyGRPOTrainer(GRPOTrainer):
+        """Stands for a user's own subclass with its own tweaks."""
+
+        def _generate_and_score_completions(self, inputs):
+            self.seen_batches = getattr(self, "seen_batches", 0) + 1
+            return super()._generate_and_score_completions(inputs)
+
+    class MyCurriculumTrainer(GRPOCurriculumMixin, MyGRPOTrainer):
+        pass
+
+    log = tmp_path / "calls.jsonl"
+    reference = build_trainer(tiny_model_dir, str(tmp_path / "ref"), max_steps=2)
+    trainer = MyCurriculumTrainer(
+        model=tiny_model_dir,
+        reward_funcs=make_reward(str(log)),
+        args=reference.args,
+        train_dataset=reference.train_dataset,
+        curriculum=AlwaysHardest(["1", "2", "3"]),
+    )
+    trainer.train()
+    assert trainer.seen_batches == 2 and trainer.curriculum.num_updates == 2
+    assert all(level == "3" for call in read_calls(log) for level in call)

@@ -83,6 +83,10 @@ def test_deterministic_under_seed():
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     assert not np.array_equal(a.success, c.success)
     np.testing.assert_array_equal(SimulatedLearner(seed=5).difficulty, SimulatedLearner(seed=5).difficulty)
+    seq = np.random.SeedSequence([7, 1])  # a SeedSequence may be reused: simulate() does not consume it
+    first = simulate(RandomCurriculum(["1", "2", "3", "4", "5"]), SimulatedLearner(seed=3), 10, seed=seq)
+    second = simulate(RandomCurriculum(["1", "2", "3", "4", "5"]), SimulatedLearner(seed=3), 10, seed=seq)
+    np.testing.assert_array_equal(first.success, second.success)
     assert not np.array_equal(SimulatedLearner(seed=5).difficulty, SimulatedLearner(seed=6).difficulty)
 
 

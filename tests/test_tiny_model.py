@@ -107,6 +107,8 @@ def test_save_and_reload_by_path(tmp_path):
 
 def test_generate_stops_and_decodes(tokenizer):
     model = build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2)
-    prompt = tokenizer.apply_chat_template(MESSAGES[:1], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        MESSAGES[:1], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
     assert out.shape[0] == 1 and 1 <= out.shape[1] - prompt["input_ids"].shape[1] <= 4

@@ -37,9 +37,13 @@ console = Console()
 class ArithmeticDemoConfig:
     """Settings of the arithmetic demo; the defaults finish in a few minutes on a 2-core CPU."""
 
-    output_dir: str = field(default="outputs/demo-arithmetic", metadata={"help": "Where models, plots and the report go."})
+    output_dir: str = field(
+        default="outputs/demo-arithmetic", metadata={"help": "Where models, plots and the report go."}
+    )
     domain: str = field(default="arithmetic", metadata={"help": "Task family of the demo.", "choices": ["arithmetic"]})
-    train_levels: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "Digits per operand to train on."})
+    train_levels: list[int] = field(
+        default_factory=lambda: [1, 2, 3], metadata={"help": "Digits per operand to train on."}
+    )
     heldout_level: int = field(default=4, metadata={"help": "A harder level never trained on."})
     hidden_size: int = field(default=128, metadata={"help": "Width of the tiny Llama."})
     sft_steps: int = field(default=600, metadata={"help": "Supervised warm-up steps."})
@@ -72,7 +76,9 @@ def run_arithmetic_demo(config: ArithmeticDemoConfig) -> dict[str, dict[str, flo
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    model, tokenizer = build_tiny_model_and_tokenizer(tokenizer_corpus(), hidden_size=config.hidden_size, seed=config.seed)
+    model, tokenizer = build_tiny_model_and_tokenizer(
+        tokenizer_corpus(), hidden_size=config.hidden_size, seed=config.seed
+    )
     levels = tuple(config.train_levels)
     train = make_arithmetic_dataset(levels, n_per_level=4000, seed=config.seed)
     test = make_arithmetic_dataset((*levels, config.heldout_level), n_per_level=config.eval_per_level, seed=10_000)
@@ -127,7 +133,9 @@ def run_arithmetic_demo(config: ArithmeticDemoConfig) -> dict[str, dict[str, flo
 
     console.rule("3/3 results")
     results = {"after SFT": before, f"after SFT + {config.curriculum.upper()}-GRPO": after}
-    console.print(accuracy_table("greedy accuracy per level (level %d never trained on)" % config.heldout_level, results))
+    console.print(
+        accuracy_table(f"greedy accuracy per level (level {config.heldout_level} never trained on)", results)
+    )
     elapsed = time.perf_counter() - started
     write_report(out, config, results, trainer.curriculum.probabilities(), elapsed)
     console.print(f"report: {out / 'report.md'}   plot: {out / 'grpo' / 'curriculum_probabilities.png'}")

@@ -16,7 +16,7 @@ sweep would) and, for each such resample, the exact probability that the weighte
 each value is computed in closed form (``P(best draw is in tie-block t) = (1 - C_<t)^n - (1 - C_<=t)^n``
 for cumulative draw probabilities ``C`` of the score-sorted runs). Both intervals narrow as runs are added.
 
-All resamples are drawn and scored at once as ``(B, n)`` arrays; the only Python loop is over values.
+All resamples are drawn and scored at once as ``(B, n)`` arrays: there is no Python loop over resamples.
 """
 
 from __future__ import annotations
@@ -200,17 +200,22 @@ def weighted_bootstrap(
     # 3. Win-rate interval: uniform resamples of the sweep, exact weighted win probability within each.
     win_samples = _exact_win_probabilities(rng.integers(0, n, size=(B, n), dtype=np.int32), lab, first, last, K)
 
-    out = {name: np.full(K, np.nan) for name in ("win_low", "win_high", "best", "best_low", "best_high")}
-    out["runs"], out["win_rate"] = counts, credit.mean(axis=0)
-    out["win_low"][:], out["win_high"][:] = 0.0, 0.0
-    out["win_low"][played], out["win_high"][played] = _percentiles(win_samples[:, played], confidence)
-    low, high = _percentiles(best_samples[:, played], confidence)
-    best = s[members[offset[played]]]  # each value's best run
-    if higher_is_better:
-        out["best"][played], out["best_low"][played], out["best_high"][played] = best, low, high
-    else:
-        out["best"][played], out["best_low"][played], out["best_high"][played] = -best, -high, -low
-    return out
+    win_low, win_high = np.zeros(K), np.zeros(K)
+    win_low[played], win_high[played] = _percentiles(win_samples[:, played], confidence)
+    best, best_low, best_high = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
+    best[played] = s[members[offset[played]]]  # each value's best run
+    best_low[played], best_high[played] = _percentiles(best_samples[:, played], confidence)
+    if not higher_is_better:  # back from negated scores: the interval's ends swap
+        best, best_low, best_high = -best, -best_high, -best_low
+    return {
+        "runs": counts,
+        "win_rate": credit.mean(axis=0),
+        "win_low": win_low,
+        "win_high": win_high,
+        "best": best,
+        "best_low": best_low,
+        "best_high": best_high,
+    }
 
 
 def exact_win_rates(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,15 @@ from sec_rl.diagnosis.sampling import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, read_sw
 from sec_rl.diagnosis.space import DEFAULT_SPACE, DiagnosisError, SearchSpace, builtin_spaces, load_space
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' layout and shows a default only where it says something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        quiet = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not quiet and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def _fail(prog: str, err: Exception) -> int:
@@ -35,10 +43,11 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sec-rl sweep",
         formatter_class=_Formatter,
-        description=(
+        description=textwrap.fill(
             "Sample N random configurations from a search space and write one config per run plus the commands "
             "that launch them: commands_local.sh (runs them one after the other here, resumable) and "
-            "commands_accelerate.txt (one command per line for a cluster scheduler)."
+            "commands_accelerate.txt (one command per line for a cluster scheduler).",
+            88,
         ),
         epilog=(
             "examples:\n"
@@ -121,10 +130,11 @@ def diagnose_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sec-rl diagnose",
         formatter_class=_Formatter,
-        description=(
+        description=textwrap.fill(
             "Collect a sweep's results, then find which value of each hyperparameter wins with the weighted "
             "bootstrap of arXiv 2507.04103; optionally compare strategies on the compute frontier. Writes "
-            "results.csv, report.md (with plots) and diagnosis.json."
+            "results.csv, report.md (with plots) and diagnosis.json.",
+            88,
         ),
         epilog=(
             "examples:\n"

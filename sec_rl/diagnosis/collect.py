@@ -9,7 +9,8 @@ Each sub-folder of the runs folder is one run. Where the numbers come from, firs
   stores at the top level of ``trainer_state.json``).
 
 A run that crashed (non-zero ``exit_code``, unreadable files) or has not finished (``global_step <
-max_steps``, no results yet) is kept in the table with its status and the reason, never dropped.
+max_steps``, no results yet) is kept in the table with its status and the reason, never dropped. A run
+whose only state is its last ``checkpoint-*`` counts as finished when that checkpoint is at ``max_steps``.
 A *finished* run without the metric raises :class:`MissingMetricError`: that is almost always a
 misspelled metric name, and the error lists the keys that do exist.
 """
@@ -35,13 +36,19 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader rea
 RESULT_FILES = ("eval_results.json", "all_results.json")
 
 
+def metric_keys(metric: str) -> list[str]:
+    """Keys a metric is looked up under: as given, then with the HF Trainer's ``eval_`` prefix."""
+    return [metric] if metric.startswith("eval_") else [metric, f"eval_{metric}"]
+
+
 class MissingMetricError(DiagnosisError):
     """A finished run has no value for the requested metric."""
 
     def __init__(self, metric: str, folder: Path, available: Iterable[str]):
         self.metric, self.folder, self.available = metric, folder, sorted(set(available))
+        looked = " or ".join(repr(k) for k in metric_keys(metric))
         super().__init__(
-            f"metric {metric!r} not found in run folder {folder} (looked for {metric!r} and 'eval_{metric}' in "
+            f"metric {metric!r} not found in run folder {folder} (looked for {looked} in "
             f"{', '.join(RESULT_FILES)} and trainer_state.json's log_history). Keys that exist: {self.available}. "
             "Pass one of them with --metric, or --skip-missing-metric to report such runs as crashed."
         )
@@ -146,7 +153,7 @@ def read_run(
 
     history = [e for e in (state or {}).get("log_history", []) if isinstance(e, Mapping)]
     available = set(results) | {k for e in history for k in e}
-    key = next((k for k in (metric, f"eval_{metric}") if k in available), None)
+    key = next((k for k in metric_keys(metric) if k in available), None)
 
     # Score: the results file is the final evaluation; otherwise reduce the logged evaluations.
     points = [e for e in history if key is not None and _number(e.get(key)) is not None]
@@ -187,7 +194,9 @@ def read_run(
     global_step = _number((state or {}).get("global_step"))
     max_steps = _number((state or {}).get("max_steps"))
     stopped_early = state is not None and bool(max_steps) and global_step is not None and global_step < max_steps
-    finished = exit_code == 0 or bool(results) or (state is not None and not from_checkpoint and not stopped_early)
+    # Finished: exit code 0, a results file, or a state (the run's, or its last checkpoint's) at max_steps.
+    # A run-folder state short of max_steps may be early stopping: it is reported, --include-unfinished uses it.
+    finished = exit_code == 0 or bool(results) or (state is not None and not stopped_early)
     where = f"step {int(global_step or 0)}/{int(max_steps or 0)}"
     fields = {"score": score, "compute": compute, "curve": curve}
 
@@ -200,7 +209,7 @@ def read_run(
             raise MissingMetricError(metric, run_dir, available)
         return result("crashed", f"finished without {metric!r}", **fields)
     if not finished:
-        what = "only a checkpoint saved" if from_checkpoint else "training stopped early"
+        what = "last checkpoint" if from_checkpoint else "training stopped before max_steps"
         return result("unfinished", f"{what} at {where}", **fields)
     return result("ok", **fields)
 
@@ -327,7 +336,7 @@ def read_table(path: str | Path, metric: str = "score", compute_key: str = "comp
     if not rows:
         raise DiagnosisError(f"{path} has no rows.")
     header = list(rows[0])
-    score_col = next((c for c in (metric, f"eval_{metric}", "score") if c in header), None)
+    score_col = next((c for c in [*metric_keys(metric), "score"] if c in header), None)
     if score_col is None:
         raise DiagnosisError(f"{path} has no column {metric!r} or 'score'; columns are {header}. Pass --metric.")
     compute_col = next((c for c in (compute_key, "compute") if c in header), None)

@@ -101,9 +101,6 @@ def write_sweep(
         )
     configs = space.sample_many(n, seed=seed, start=start)
 
-    def path_text(path: Path) -> str:
-        return shlex.quote(str(path.relative_to(root) if relative_paths else path.resolve()))
-
     def shown(path: Path) -> Path:
         return path.relative_to(root) if relative_paths else path.resolve()
 

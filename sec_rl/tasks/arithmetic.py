@@ -103,7 +103,9 @@ def evaluate_accuracy(
     try:
         for start in range(0, len(dataset), batch_size):
             batch = dataset[start : start + batch_size]
-            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch["prompt"]]
+            texts = [
+                tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch["prompt"]
+            ]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             output = model.generate(
                 **inputs,

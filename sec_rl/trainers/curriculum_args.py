@@ -13,7 +13,7 @@ NO_CURRICULUM = "none"
 
 @dataclass
 class CurriculumArguments:
-    """Curriculum settings. Mixed into a TRL config dataclass, so they parse from the CLI and YAML with ``TrlParser``."""
+    """Curriculum settings, mixed into a TRL config dataclass so they parse from flags and YAML (``TrlParser``)."""
 
     curriculum: str = field(
         default="sec",
