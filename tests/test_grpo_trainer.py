@@ -14,6 +14,7 @@ from datasets import Dataset
 
 from sec_rl import SECGRPOConfig, SECGRPOTrainer
 from sec_rl.curriculum import SelfEvolvingCurriculum
+from sec_rl.tasks.arithmetic import make_arithmetic_dataset
 from sec_rl.trainers.mixin import CURRICULUM_STATE_NAME
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
@@ -205,3 +206,17 @@ def test_mixin_on_a_users_own_trainer_with_a_custom_strategy(tiny_model_dir, tmp
     trainer.train()
     assert trainer.seen_batches == 2 and trainer.curriculum.num_updates == 2
     assert all(level == "3" for call in read_calls(log) for level in call)
+
+
+def test_joint_arms_from_two_columns(tiny_model_dir, tmp_path):
+    """Several category columns make joint arms 'difficulty-domain', as in the paper's multi-domain run."""
+    dataset = make_arithmetic_dataset(levels=(1, 2, 3), n_per_level=4).map(
+        lambda row, i: {"domain": "even" if i % 2 == 0 else "odd"}, with_indices=True
+    )
+    log = tmp_path / "calls.jsonl"
+    trainer = build_trainer(
+        tiny_model_dir, str(tmp_path), 1, str(log), dataset=dataset, curriculum_column=["difficulty", "domain"]
+    )
+    assert trainer.curriculum.categories == ["1-even", "1-odd", "2-even", "2-odd", "3-even", "3-odd"]
+    trainer.train()
+    assert trainer.curriculum.counts.sum() == 8

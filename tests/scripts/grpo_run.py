@@ -28,7 +28,9 @@ def make_reward(log_path: str | None):
     return level_reward
 
 
-def build_trainer(model: str, output_dir: str, max_steps: int, log_path: str | None = None, **overrides):
+def build_trainer(
+    model: str, output_dir: str, max_steps: int, log_path: str | None = None, dataset=None, **overrides
+):
     settings = dict(
         output_dir=output_dir,
         curriculum="sec",
@@ -51,7 +53,8 @@ def build_trainer(model: str, output_dir: str, max_steps: int, log_path: str | N
     )
     settings.update(overrides)
     args = SECGRPOConfig(**settings)
-    dataset = make_arithmetic_dataset(levels=(1, 2, 3), n_per_level=6, seed=0)
+    if dataset is None:
+        dataset = make_arithmetic_dataset(levels=(1, 2, 3), n_per_level=6, seed=0)
     return SECGRPOTrainer(model=model, reward_funcs=make_reward(log_path), args=args, train_dataset=dataset)
 
 
