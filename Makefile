@@ -18,7 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	else \
 		$(PIP) install -q "$(TORCH_SPEC)"; \
 	fi
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,reasoning,browsergym]"
+	# miniwob ships MiniWoB++'s task pages; its own pins would downgrade gymnasium, hence --no-deps.
+	$(PIP) install -q --no-deps "miniwob==1.1.0"
 	touch $@
 
 install: $(VENV)/.installed
