@@ -18,6 +18,8 @@ _LAZY = {
     "CurriculumMixin": "sec_rl.trainers",
     "GRPOCurriculumMixin": "sec_rl.trainers",
     "CurriculumCallback": "sec_rl.trainers",
+    "SECWebGRPOConfig": "sec_rl.trainers",
+    "SECWebGRPOTrainer": "sec_rl.trainers",
     "build_tiny_model": "sec_rl.models.tiny",
 }
 _CURRICULUM = (

@@ -5,6 +5,7 @@ from sec_rl.trainers.curriculum_args import CurriculumArguments
 from sec_rl.trainers.grpo_config import SECGRPOConfig
 from sec_rl.trainers.grpo_trainer import SECGRPOTrainer
 from sec_rl.trainers.mixin import CurriculumMixin, GRPOCurriculumMixin
+from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer, WebAgentArguments, WebAgentMixin
 
 __all__ = [
     "CurriculumArguments",
@@ -13,6 +14,10 @@ __all__ = [
     "GRPOCurriculumMixin",
     "SECGRPOConfig",
     "SECGRPOTrainer",
+    "SECWebGRPOConfig",
+    "SECWebGRPOTrainer",
+    "WebAgentArguments",
+    "WebAgentMixin",
     "curriculum_history",
     "plot_curriculum_history",
 ]

@@ -11,6 +11,9 @@ The roles, one module each:
 - :mod:`~sec_rl.web.observation`: observations and their rendering into chat messages.
 - :mod:`~sec_rl.web.browser`: finding Chromium and wiring it into Playwright.
 - :mod:`~sec_rl.web.tasks`: the MiniWoB++ split and goal datasets for the trainer.
+- :mod:`~sec_rl.web.rollout`: ``RolloutEngine``, all live episodes of a batch advanced together
+  (one batched generation call per turn, then every environment steps in parallel).
+- :mod:`~sec_rl.web.samples`: episodes into training rows (``episode`` or ``per_step``) and advantages.
 - :mod:`~sec_rl.web.evaluate`: success rates with bootstrap intervals.
 - :mod:`~sec_rl.web.workarena`: WorkArena, when a ServiceNow instance is configured.
 
@@ -51,6 +54,8 @@ _EXPORTS = {
         "heldout_goals",
         "heldout_task_goals",
     ),
+    "sec_rl.web.rollout": ("RolloutEngine", "TransformersActor", "VLLMActor", "Episode", "Step", "RolloutResult"),
+    "sec_rl.web.samples": ("compute_advantages", "discounted_returns", "episode_sample", "step_samples"),
     "sec_rl.web.evaluate": ("evaluate", "run_episodes", "EvalReport", "EpisodeResult", "ModelAgent"),
     "sec_rl.web.workarena": ("WorkArenaUnavailableError", "check_workarena", "workarena_environment"),
 }

@@ -1,0 +1,290 @@
+"""SECWebGRPOTrainer: real GRPO steps of a tiny model over multi-turn episodes, in both sample modes.
+
+The text-world tests run everywhere; the BrowserGym ones (marked ``browser``) need Chromium,
+``browsergym-miniwob`` and ``miniwob``, and skip with the reason otherwise.
+
+A random tiny model never solves a task, so every advantage would be zero and no weight would move.
+Half the contexts of each turn are therefore answered by :class:`OracleActor` (which reads the page),
+the other half by the model: episodes of the same goal then differ, as in any useful GRPO batch. The
+completions are still trained on as the model's own (their logprobs are recomputed by TRL).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
+from sec_rl.web.tasks import goals_dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_web_rollout import SYSTEM, KillingActor, OracleActor, build_web_model  # noqa: E402
+
+TASKS = ("click-button", "enter-text")
+
+
+@pytest.fixture(scope="module")
+def web_model_dir(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("tiny-web-model")
+    build_web_model(output_dir=path)
+    return str(path)
+
+
+class ProbeTrainer(SECWebGRPOTrainer):
+    """Keeps what TRL trained on: the batch dict of every generation batch."""
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        self.batches = [*getattr(self, "batches", []), {k: v for k, v in output.items()}]
+        return output
+
+
+def make_trainer(model_dir: str, output_dir: str, mode: str, **overrides) -> ProbeTrainer:
+    settings = dict(
+        output_dir=output_dir,
+        web_env="text",
+        web_num_workers=4,
+        web_max_turns=2,
+        web_sample_mode=mode,
+        web_system_prompt=SYSTEM,
+        web_history=2,
+        curriculum_temperature=0.5,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=10,
+        max_steps=2,
+        logging_steps=1,
+        learning_rate=1e-2,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        gradient_checkpointing=False,
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+    )
+    settings.update(overrides)
+    trainer = ProbeTrainer(
+        model=model_dir, args=SECWebGRPOConfig(**settings), train_dataset=goals_dataset(TASKS, range(3, 9))
+    )
+    trainer.web_actor = OracleActor(trainer.processing_class, inner=trainer.web_actor, every=2)
+    return trainer
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def check_trained(trainer: ProbeTrainer, before: dict[str, torch.Tensor]) -> None:
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == trainer.args.max_steps and all(math.isfinite(x) for x in losses)
+    changed = [name for name, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[name])]
+    assert changed, "no weight changed"
+    assert trainer.curriculum.num_updates == trainer.args.max_steps
+    assert trainer.curriculum.counts.sum() == trainer.args.max_steps * 4  # one count per row
+    assert any(v > 0 for v in trainer.curriculum.q_values)
+    assert trainer._web_pool is None  # closed at the end of training
+
+
+def generated_mask(episode, completion_length: int) -> list[int]:
+    """1 on the tokens the model generated in an episode completion, 0 on the environment's, by construction."""
+    mask: list[int] = []
+    for t, step in enumerate(episode.steps):
+        mask += [1] * len(step.completion_ids)
+        if t + 1 < len(episode.steps):
+            mask += [0] * (len(episode.steps[t + 1].prompt_ids) - len(step.prompt_ids) - len(step.completion_ids))
+    assert len(mask) == completion_length
+    return mask
+
+
+def test_episode_mode_trains_with_observations_masked(web_model_dir, tmp_path):
+    trainer = make_trainer(web_model_dir, str(tmp_path), "episode")
+    before = snapshot(trainer.model)
+    trainer.train()
+    check_trained(trainer, before)
+
+    # The last batch, token by token: TRL's loss mask is 1 exactly on the tokens the model generated.
+    batch, result = trainer.batches[-1], trainer.web_last_rollout
+    loss_mask = batch["completion_mask"] * batch["tool_mask"]
+    for row, episode in enumerate(result.episodes):
+        ids = batch["completion_ids"][row]
+        length = int(batch["completion_mask"][row].sum())
+        expected = [*episode.steps[0].completion_ids]
+        for t in range(1, episode.num_turns):
+            previous = episode.steps[t - 1]
+            expected += episode.steps[t].prompt_ids[len(previous.prompt_ids) + len(previous.completion_ids) :]
+            expected += episode.steps[t].completion_ids
+        assert ids[:length].tolist() == expected
+        mask = generated_mask(episode, length)
+        if batch["advantages"][row] != 0:  # zero-advantage rows are filtered: fully masked
+            assert loss_mask[row, :length].tolist() == mask
+        else:
+            assert loss_mask[row].sum() == 0
+        prompt = batch["prompt_ids"][row][batch["prompt_mask"][row].bool()].tolist()
+        assert prompt == episode.steps[0].prompt_ids
+    # One advantage per episode, grouped per goal: each click-button group has one success and one failure.
+    rewards = [e.reward for e in result.episodes]
+    advantages = batch["advantages"].tolist()
+    for g in range(0, 4, 2):
+        if rewards[g] != rewards[g + 1]:
+            assert advantages[g] == pytest.approx(-advantages[g + 1]) and advantages[g] != 0
+    logged = [e for e in trainer.state.log_history if "web/success_rate" in e]
+    assert len(logged) == 2 and {"web/episode_turns", "web/env_errors", "web/samples_filtered"} <= logged[0].keys()
+
+
+def test_per_step_mode_trains_on_steps_with_discounted_returns(web_model_dir, tmp_path):
+    trainer = make_trainer(
+        web_model_dir, str(tmp_path), "per_step", web_gamma=0.5, web_episodes_per_goal=1, web_failure_reward=-1.0
+    )
+    before = snapshot(trainer.model)
+    trainer.train()
+    check_trained(trainer, before)
+
+    batch, result, rows = trainer.batches[-1], trainer.web_last_rollout, trainer.web_last_rows
+    assert len(result.episodes) == 2  # one episode per goal, whose steps fill the goal's two rows
+    steps = {(e.index, t): step for e in result.episodes for t, step in enumerate(e.steps)}
+    for row, sample in enumerate(rows):
+        prompt = batch["prompt_ids"][row][batch["prompt_mask"][row].bool()].tolist()
+        completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()].tolist()
+        assert prompt == sample.prompt_ids and completion == sample.completion_ids
+        assert batch["advantages"][row].item() == pytest.approx(sample.advantage)
+        loss_tokens = (batch["tool_mask"][row] * batch["completion_mask"][row]).sum()
+        if sample.episode < 0:  # filler row: nothing trained
+            assert loss_tokens == 0 and sample.env_mask == [0]
+            continue
+        assert loss_tokens == len(sample.completion_ids)
+        step = steps[(sample.episode, sample.step)]
+        episode = result.episodes[sample.episode]
+        assert prompt == step.prompt_ids and completion == step.completion_ids  # the history prompt, the action
+        assert sample.goal == episode.goal == (rows[row].goal)
+        outcome = 1.0 if episode.success else -1.0  # web_failure_reward
+        assert sample.reward == pytest.approx(0.5 ** (episode.num_turns - 1 - sample.step) * outcome)
+
+
+def test_a_killed_worker_is_excluded_and_training_goes_on(web_model_dir, tmp_path):
+    trainer = make_trainer(web_model_dir, str(tmp_path), "episode", max_steps=2)
+    # Slot 1 runs a model episode (the oracle answers even positions), still live at the second turn.
+    trainer.web_actor = KillingActor(trainer.web_actor, lambda: trainer.web_pool, at_call=2, slot=1)
+    pids: list[int] = []
+    original = trainer._web_rollout
+
+    def rollout(prompts, _trainer):
+        output = original(prompts, _trainer)
+        pids.extend(p for p in trainer.web_pool.worker_pids() if p is not None)
+        return output
+
+    trainer.rollout_func = rollout
+    trainer.train()
+    first, second = [e for e in trainer.state.log_history if "web/env_errors" in e]
+    assert first["web/env_errors"] == 1 and second["web/env_errors"] == 0
+    assert second["web/worker_restarts"] >= 1
+    assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
+    # The crashed episode's row was excluded: no reward, no loss tokens.
+    crashed = trainer.batches[0]
+    excluded = [row for row in range(4) if (crashed["tool_mask"][row] * crashed["completion_mask"][row]).sum() == 0]
+    assert 1 in excluded
+    # No worker outlives training.
+    assert trainer._web_pool is None
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+
+
+def test_bad_configurations_fail_early(web_model_dir, tmp_path):
+    def config(**overrides):
+        settings = dict(output_dir=str(tmp_path), web_env="text", use_cpu=True, bf16=False, report_to="none",
+                        per_device_train_batch_size=4, num_generations=2)  # fmt: skip
+        settings.update(overrides)
+        return SECWebGRPOConfig(**settings)
+
+    with pytest.raises(
+        ValueError, match=r"web_sample_mode='turn' is not supported: use one of \['episode', 'per_step'\]"
+    ):
+        config(web_sample_mode="turn")
+    with pytest.raises(ValueError, match=r"web_env='chrome' is not supported"):
+        config(web_env="chrome")
+    with pytest.raises(ValueError, match=r"web_gamma=0.0 is out of range"):
+        config(web_gamma=0.0)
+    with pytest.raises(ValueError, match=r"web_episodes_per_goal=3 must be between 1 and num_generations \(2\)"):
+        config(web_episodes_per_goal=3)
+    with pytest.raises(ValueError, match=r"applies to web_sample_mode='per_step' only"):
+        config(web_sample_mode="episode", web_episodes_per_goal=1)
+    assert config().curriculum_column == ["task"]
+    dataset = goals_dataset(TASKS, [3, 4])
+    with pytest.raises(ValueError, match=r"do not pass reward_funcs"):
+        SECWebGRPOTrainer(model=web_model_dir, reward_funcs=[len], args=config(), train_dataset=dataset)
+    with pytest.raises(ValueError, match=r"needs the columns 'task' and 'seed'"):
+        SECWebGRPOTrainer(
+            model=web_model_dir,
+            args=config(curriculum="none"),
+            train_dataset=dataset.remove_columns("seed"),
+        )
+    with pytest.raises(TypeError, match=r"use SECWebGRPOConfig"):
+        from sec_rl import SECGRPOConfig
+
+        SECWebGRPOTrainer(
+            model=web_model_dir,
+            args=SECGRPOConfig(output_dir=str(tmp_path), curriculum_column="task", use_cpu=True, bf16=False),
+            train_dataset=dataset,
+        )
+
+
+# -- real browsers ---------------------------------------------------------------------------------
+def _browser_missing() -> str | None:
+    for module, install in (
+        ("browsergym.miniwob", "pip install browsergym-miniwob==0.14.3"),
+        ("miniwob", "pip install --no-deps miniwob==1.1.0"),
+    ):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed ({install})"
+    from sec_rl.web.browser import ChromiumNotFoundError, find_chromium
+
+    try:
+        find_chromium()
+    except ChromiumNotFoundError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", ["episode", "per_step"])
+def test_grpo_step_over_miniwob_episodes(web_model_dir, tmp_path, mode):
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(f"needs Chromium and BrowserGym: {missing}")
+    settings = dict(
+        output_dir=str(tmp_path), web_env="browsergym", web_num_workers=2, web_max_turns=2, web_sample_mode=mode,
+        web_system_prompt=SYSTEM, web_max_page_chars=700, per_device_train_batch_size=4, num_generations=2,
+        max_completion_length=10, max_steps=1, learning_rate=1e-2, use_cpu=True, bf16=False, report_to="none",
+        gradient_checkpointing=False, save_strategy="no", seed=0, disable_tqdm=True, logging_steps=1,
+    )  # fmt: skip
+    trainer = ProbeTrainer(
+        model=web_model_dir,
+        args=SECWebGRPOConfig(**settings),
+        train_dataset=goals_dataset(["click-test", "click-button"], [3, 4]),
+    )
+    trainer.web_actor = OracleActor(trainer.processing_class, inner=trainer.web_actor, every=2)
+    before = snapshot(trainer.model)
+    trainer.train()
+
+    result, batch = trainer.web_last_rollout, trainer.batches[-1]
+    assert all(not e.env_error for e in result.episodes)
+    assert any(e.success for e in result.episodes)  # the oracle's episodes solve the real pages
+    assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in trainer.model.named_parameters())
+    assert trainer.curriculum.num_updates == 1 and trainer._web_pool is None
+    if mode == "episode":
+        loss_mask = batch["completion_mask"] * batch["tool_mask"]
+        for row, episode in enumerate(result.episodes):
+            length = int(batch["completion_mask"][row].sum())
+            if batch["advantages"][row] != 0:
+                assert loss_mask[row, :length].tolist() == generated_mask(episode, length)
+    else:
+        for row, sample in enumerate(trainer.web_last_rows):
+            completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()].tolist()
+            assert completion == sample.completion_ids
