@@ -28,9 +28,7 @@ def make_reward(log_path: str | None):
     return level_reward
 
 
-def build_trainer(
-    model: str, output_dir: str, max_steps: int, log_path: str | None = None, dataset=None, **overrides
-):
+def build_trainer(model: str, output_dir: str, max_steps: int, log_path: str | None = None, dataset=None, **overrides):
     settings = dict(
         output_dir=output_dir,
         curriculum="sec",
