@@ -46,15 +46,15 @@ class ArithmeticDemoConfig:
     )
     heldout_level: int = field(default=4, metadata={"help": "A harder level never trained on."})
     hidden_size: int = field(default=128, metadata={"help": "Width of the tiny Llama."})
-    sft_steps: int = field(default=600, metadata={"help": "Supervised warm-up steps."})
+    sft_steps: int = field(default=300, metadata={"help": "Supervised warm-up steps."})
     sft_lr: float = field(default=3e-3, metadata={"help": "Warm-up learning rate."})
-    grpo_steps: int = field(default=60, metadata={"help": "SEC-GRPO optimizer steps."})
+    grpo_steps: int = field(default=40, metadata={"help": "SEC-GRPO optimizer steps."})
     grpo_lr: float = field(default=5e-5, metadata={"help": "SEC-GRPO learning rate."})
     prompts_per_step: int = field(default=16, metadata={"help": "Distinct prompts per GRPO step."})
     num_generations: int = field(default=8, metadata={"help": "Rollouts per prompt."})
     curriculum: str = field(default="sec", metadata={"help": "Curriculum strategy."})
     temperature: float = field(default=0.2, metadata={"help": "Boltzmann temperature of the curriculum."})
-    eval_per_level: int = field(default=200, metadata={"help": "Held-out problems per level."})
+    eval_per_level: int = field(default=100, metadata={"help": "Held-out problems per level."})
     seed: int = field(default=0, metadata={"help": "Seed of data, model and training."})
 
 
@@ -152,7 +152,7 @@ def write_report(out: Path, config: ArithmeticDemoConfig, results, final_probs, 
         f"{config.grpo_steps} GRPO steps with the `{config.curriculum}` curriculum. Level {config.heldout_level} is "
         f"never trained on. Wall time {elapsed:.0f} s.",
         "",
-        "| model | " + " | ".join(f"level {lvl}" for lvl in levels) + " |",
+        "| model | " + " | ".join(lvl if lvl == "all" else f"level {lvl}" for lvl in levels) + " |",
         "|---|" + "---|" * len(levels),
     ]
     lines += [f"| {name} | " + " | ".join(f"{acc[lvl]:.3f}" for lvl in levels) + " |" for name, acc in results.items()]
