@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from simulated_learner import parse_strategy  # same "name:key=value,..." syntax as that benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "learning"
@@ -82,27 +83,6 @@ class Settings:
     eval_every: int = 25
     eval_per_level: int = 150
     train_per_level: int = 2000
-
-
-def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"sec:temperature=0.3,signal=raw_advantages"`` -> ``("sec", {"temperature": 0.3, "signal": ...})``."""
-    name, _, rest = spec.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"strategy {spec!r}: parameters are written key=value, separated by commas.")
-        params[key.strip()] = _literal(value.strip())
-    return name, params
-
-
-def _literal(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def slug(spec: str) -> str:

@@ -19,3 +19,22 @@ def tiny_model_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model_and_tokenizer(tokenizer_corpus(), output_dir=path)
     return str(path)
+
+
+def browser_missing() -> str | None:
+    """Why the real-browser tests cannot run here (the install command to fix it), or None."""
+    for module, install in (
+        ("browsergym.miniwob", "pip install browsergym-miniwob==0.14.3"),
+        ("miniwob", "pip install --no-deps miniwob==1.1.0"),
+    ):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed ({install})"
+    from sec_rl.web.browser import ChromiumNotFoundError, find_chromium
+
+    try:
+        find_chromium()
+    except ChromiumNotFoundError as error:
+        return str(error)
+    return None

@@ -12,6 +12,7 @@ import stat
 
 import psutil
 import pytest
+from conftest import browser_missing
 
 from sec_rl.web import EnvironmentPool, UnknownTaskError, render_messages
 from sec_rl.web import browser as browser_module
@@ -19,25 +20,7 @@ from sec_rl.web.browser import ChromiumNotFoundError, find_chromium, miniwob_url
 from sec_rl.web.env import BrowserGymEnvironment
 from sec_rl.web.evaluate import evaluate
 
-
-def _missing() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    for module, install in (
-        ("browsergym.miniwob", "pip install browsergym-miniwob==0.14.3"),
-        ("miniwob", "pip install --no-deps miniwob==1.1.0"),
-    ):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"{module} is not installed ({install})"
-    try:
-        find_chromium()
-    except ChromiumNotFoundError as error:
-        return str(error)
-    return None
-
-
-MISSING = _missing()
+MISSING = browser_missing()
 needs_browser = pytest.mark.skipif(MISSING is not None, reason=f"needs Chromium and BrowserGym: {MISSING}")
 
 

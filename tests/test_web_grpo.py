@@ -23,6 +23,7 @@ from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
 from sec_rl.web.tasks import goals_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import browser_missing  # noqa: E402
 from test_web_rollout import SYSTEM, KillingActor, OracleActor, build_web_model  # noqa: E402
 
 TASKS = ("click-button", "enter-text")
@@ -233,28 +234,12 @@ def test_bad_configurations_fail_early(web_model_dir, tmp_path):
 
 
 # -- real browsers ---------------------------------------------------------------------------------
-def _browser_missing() -> str | None:
-    for module, install in (
-        ("browsergym.miniwob", "pip install browsergym-miniwob==0.14.3"),
-        ("miniwob", "pip install --no-deps miniwob==1.1.0"),
-    ):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"{module} is not installed ({install})"
-    from sec_rl.web.browser import ChromiumNotFoundError, find_chromium
-
-    try:
-        find_chromium()
-    except ChromiumNotFoundError as error:
-        return str(error)
-    return None
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("mode", ["episode", "per_step"])
 def test_grpo_step_over_miniwob_episodes(web_model_dir, tmp_path, mode):
-    missing = _browser_missing()
+    missing = browser_missing()
     if missing:
         pytest.skip(f"needs Chromium and BrowserGym: {missing}")
     settings = dict(
