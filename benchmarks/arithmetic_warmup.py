@@ -14,6 +14,7 @@ import argparse
 import tempfile
 import time
 
+import torch
 from transformers.utils import logging as hf_logging
 from trl import SFTConfig, SFTTrainer
 
@@ -33,6 +34,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-per-level", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default=None, help="save the warmed-up model and tokenizer here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads; 1 is much faster when other jobs share the CPU"
+    )
     return parser.parse_args()
 
 
@@ -43,6 +47,8 @@ def fmt(acc: dict[str, float]) -> str:
 def main() -> None:
     args = parse_args()
     hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, tokenizer = build_tiny_model_and_tokenizer(
         tokenizer_corpus(), hidden_size=args.hidden_size, num_layers=args.layers, num_heads=args.heads, seed=args.seed
     )

@@ -15,7 +15,8 @@ against ``random`` are paired by seed and get percentile-bootstrap 95% intervals
 
 Runs whose result file exists are skipped, so an interrupted study resumes where it stopped. A strategy is a
 registry name with optional parameters, ``name:key=value,...``; ``signal=raw_advantages`` (the config's
-``curriculum_signal``) and ``spg=N`` (``steps_per_generation``) are understood besides the strategy's own parameters.
+``curriculum_signal``) and ``spg=N`` (``steps_per_generation``: one generation batch of N times the rollouts feeds N
+optimizer steps, which removes the curriculum's one-batch lag) are understood besides the strategy's own parameters.
 """
 
 from __future__ import annotations
@@ -217,10 +218,12 @@ def train_one(seed: int, spec: str, settings: Settings, warm_dir: Path, result_p
         curriculum_kwargs=params or None,
         curriculum_signal=signal,
         max_steps=settings.steps,
-        # spg=k: the same rollouts per optimizer step in k micro-batches; the data loader's prefetch then draws the
-        # next generation batch after this one's update (no lag), see docs/trainer.md.
-        per_device_train_batch_size=batch // (steps_per_generation or 1),
-        gradient_accumulation_steps=steps_per_generation or 1,
+        # spg=k: one generation batch of k x (prompts_per_step x G) rollouts feeds k optimizer steps of the usual
+        # size (same rollouts per step and in total, k times fewer curriculum updates). The data loader then draws
+        # the next generation batch after this one's update: no lag. (With gradient accumulation instead, the
+        # Trainer fetches all micro-batches of a step at once and the prefetch still runs one batch ahead.)
+        per_device_train_batch_size=batch,
+        steps_per_generation=steps_per_generation,
         num_generations=settings.num_generations,
         max_completion_length=4,
         temperature=1.0,
@@ -405,20 +408,18 @@ def _cell(entry: dict[str, float], show_diff: bool) -> str:
 
 
 def markdown_table(summary: dict[str, Any], settings: Settings) -> str:
-    held = str(settings.heldout_level)
+    held, hardest = str(settings.heldout_level), str(max(settings.train_levels))
     head = [f"L{level}" for level in settings.train_levels]
     lines = [
-        f"| strategy | seeds | held-out L{held}: accuracy (vs random [95% CI]) | training levels, mean (vs random) | "
-        + " | ".join(head)
-        + " |",
-        "|:---|---:|---:|---:|" + "---:|" * len(head),
+        f"| strategy | seeds | held-out L{held} (vs random [95% CI]) | hardest training level L{hardest} (vs random) "
+        "| training levels, mean (vs random) | " + " | ".join(head) + " |",
+        "|:---|---:|---:|---:|---:|" + "---:|" * len(head),
     ]
     for spec, row in summary.items():
         cells = [_cell(row[str(level)], False) for level in settings.train_levels]
         lines.append(
-            f"| {spec} | {len(row['seeds'])} | {_cell(row[held], True)} | {_cell(row['train'], True)} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {spec} | {len(row['seeds'])} | {_cell(row[held], True)} | {_cell(row[hardest], True)} | "
+            f"{_cell(row['train'], True)} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
