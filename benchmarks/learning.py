@@ -484,6 +484,21 @@ def plot(results: list[dict[str, Any]], settings: Settings, out: Path, tag: str 
     return paths
 
 
+def share_table(results: list[dict[str, Any]], settings: Settings) -> str:
+    """Where each strategy spent its rollouts: share per training level over the whole run, mean over seeds."""
+    head = [f"L{level}" for level in settings.train_levels]
+    lines = ["| strategy | " + " | ".join(head) + " |", "|:---|" + "---:|" * len(head)]
+    by: dict[str, list[np.ndarray]] = {}
+    for r in results:
+        counts = r["curriculum_state"].get("counts")
+        if counts:
+            counts = np.asarray(counts, dtype=float)
+            by.setdefault(r["strategy"], []).append(counts / counts.sum())
+    for spec, shares in by.items():
+        lines.append(f"| {spec} | " + " | ".join(f"{v:.1%}" for v in np.mean(shares, axis=0)) + " |")
+    return "\n".join(lines)
+
+
 def write_summary(args: argparse.Namespace, settings: Settings) -> None:
     out = Path(args.out)
     results = [r for r in load_results(out) if r["strategy"] in args.strategies and r["seed"] in args.seeds]
@@ -508,6 +523,10 @@ def write_summary(args: argparse.Namespace, settings: Settings) -> None:
         f"{', '.join(str(s) for s in results[0]['eval_steps'][-3:])}):",
         "",
         markdown_table(smooth, settings),
+        "",
+        "Share of the rollouts spent on each training level (whole run, mean over seeds):",
+        "",
+        share_table(results, settings),
         "",
         "After the warm-up (mean over seeds): "
         + ", ".join(
