@@ -5,6 +5,8 @@ from sec_rl.trainers.curriculum_args import CurriculumArguments
 from sec_rl.trainers.grpo_config import SECGRPOConfig
 from sec_rl.trainers.grpo_trainer import SECGRPOTrainer
 from sec_rl.trainers.mixin import CurriculumMixin, GRPOCurriculumMixin
+from sec_rl.trainers.sft_config import SECSFTConfig
+from sec_rl.trainers.sft_trainer import SECSFTTrainer, SFTCurriculumMixin
 from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer, WebAgentArguments, WebAgentMixin
 
 __all__ = [
@@ -14,8 +16,11 @@ __all__ = [
     "GRPOCurriculumMixin",
     "SECGRPOConfig",
     "SECGRPOTrainer",
+    "SECSFTConfig",
+    "SECSFTTrainer",
     "SECWebGRPOConfig",
     "SECWebGRPOTrainer",
+    "SFTCurriculumMixin",
     "WebAgentArguments",
     "WebAgentMixin",
     "curriculum_history",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sec_rl.curriculum import CURRICULA, make_curriculum
 
@@ -13,7 +13,17 @@ NO_CURRICULUM = "none"
 
 @dataclass
 class CurriculumArguments:
-    """Curriculum settings, mixed into a TRL config dataclass so they parse from flags and YAML (``TrlParser``)."""
+    """Curriculum settings, mixed into a TRL config dataclass so they parse from flags and YAML (``TrlParser``).
+
+    ``curriculum_signal`` depends on the trainer: each config lists the values it accepts in
+    ``curriculum_signals`` (GRPO's by default) and may refine :meth:`_validate_curriculum_signal`.
+    """
+
+    #: The values ``curriculum_signal`` accepts, each with a one-line meaning (a config overrides it with its own).
+    curriculum_signals: ClassVar[dict[str, str]] = {
+        "advantages": "the advantages the trainer trains on",
+        "raw_advantages": "reward minus group mean, whatever the reward scaling",
+    }
 
     curriculum: str = field(
         default="sec",
@@ -86,18 +96,24 @@ class CurriculumArguments:
                 f"curriculum={self.curriculum!r} needs `curriculum_column`: the dataset column(s) that hold each "
                 "row's category, e.g. curriculum_column='difficulty'."
             )
-        if self.curriculum_signal not in ("advantages", "raw_advantages"):
-            raise ValueError(
-                f"curriculum_signal={self.curriculum_signal!r} is not supported: use 'advantages' or 'raw_advantages'."
-            )
+        self._validate_curriculum_signal()
         # Build a throw-away instance now, so an unknown name or an out-of-range parameter fails at config time.
         probe = make_curriculum(self.curriculum, ["probe"], sizes=[1], total_updates=1, **self.curriculum_params())
         if probe.adaptive and self.dataloader_num_workers > 0:
             raise ValueError(
                 f"dataloader_num_workers={self.dataloader_num_workers} with curriculum={self.curriculum!r}: worker "
                 "processes prefetch batches, so the curriculum would choose categories from values several steps "
-                "old. Set dataloader_num_workers=0 (data loading is not the bottleneck of GRPO), or use a "
+                "old. Set dataloader_num_workers=0 (the model, not data loading, is the bottleneck), or use a "
                 "non-adaptive curriculum ('random', 'ordered', 'reverse')."
+            )
+
+    def _validate_curriculum_signal(self) -> None:
+        """Reject a ``curriculum_signal`` this config's trainer cannot compute, listing the ones it can."""
+        if self.curriculum_signal not in self.curriculum_signals:
+            choices = "; ".join(f"{name!r} ({meaning})" for name, meaning in self.curriculum_signals.items())
+            raise ValueError(
+                f"curriculum_signal={self.curriculum_signal!r} is not supported by {type(self).__name__}: use one of "
+                f"{choices}."
             )
 
     @property

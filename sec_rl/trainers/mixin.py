@@ -1,8 +1,9 @@
 """Curriculum behaviour for TRL trainers, as mixins that override the narrowest methods and call ``super()``.
 
-``CurriculumMixin`` holds what every trainer needs (categories from the dataset, the strategy, its
-checkpointing and logging); ``GRPOCurriculumMixin`` adds GRPO's two hooks: the sampler that draws
-each generation batch and the update from that batch's advantages. Put a mixin first in the bases
+``CurriculumMixin`` holds what every trainer needs (categories from the dataset, the strategy, the train
+sampler, the update from gathered values, checkpointing and logging); ``GRPOCurriculumMixin`` adds GRPO's
+sampler shape and the update from each generation batch's advantages (``SFTCurriculumMixin``, in
+``sft_trainer.py``, the update from each optimizer step's per-sequence losses). Put a mixin first in the bases
 of your own trainer: ``class MyTrainer(GRPOCurriculumMixin, MyGRPOTrainer)``.
 """
 
@@ -119,6 +120,19 @@ class CurriculumMixin:
         """The sampler the trainer's data loader will use (None if the trainer samples some other way)."""
         return None
 
+    def _get_train_sampler(self, dataset: Dataset | None = None):
+        # The Trainer passes the training set itself, or (remove_unused_columns=True) a copy with fewer columns and
+        # the same rows: both are indexed like the rows the curriculum sampler knows. Anything else keeps TRL's.
+        sampler = self.curriculum_sampler
+        same_rows = dataset is None or dataset is self.train_dataset
+        if sampler is not None and not same_rows and isinstance(dataset, Dataset):
+            same_rows = len(dataset) == sampler.num_samples and set(self._curriculum_columns) <= set(
+                dataset.column_names
+            )
+        if sampler is None or not same_rows:
+            return super()._get_train_sampler(dataset)
+        return sampler
+
     def _set_signature_columns_if_needed(self):
         # With remove_unused_columns=True the category columns must survive: each batch row names its arm.
         super()._set_signature_columns_if_needed()
@@ -135,9 +149,19 @@ class CurriculumMixin:
         Every process gathers the same values in the same order, so every strategy stays identical.
         """
         categories = gather_object([self._row_arm(row) for row in local_rows])
-        self.curriculum.update(categories, advantages.float().cpu().tolist(), rewards.float().cpu().tolist())
+        self._apply_curriculum_update(categories, advantages.float().cpu().tolist(), rewards.float().cpu().tolist())
+
+    def _apply_curriculum_update(
+        self,
+        categories: Sequence[str],
+        advantages: Sequence[float],
+        rewards: Sequence[float] | None,
+        extra_metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Feed one batch, gathered from every process in the same order, to the strategy and queue its metrics."""
+        self.curriculum.update(categories, advantages, rewards)
         metrics = self._metrics["train"]
-        for name, value in self.curriculum.metrics().items():
+        for name, value in {**self.curriculum.metrics(), **(extra_metrics or {})}.items():
             metrics[name].append(value)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
@@ -157,6 +181,9 @@ class CurriculumMixin:
             state = {"curriculum": self.curriculum.state_dict()}
             if self.curriculum_sampler is not None:
                 state["sampler"] = self.curriculum_sampler.state_dict()
+            signal_state = self._curriculum_signal_state()
+            if signal_state:
+                state["signal"] = signal_state
             with open(os.path.join(output_dir, CURRICULUM_STATE_NAME), "w") as f:
                 json.dump(state, f, allow_nan=False)
 
@@ -173,6 +200,14 @@ class CurriculumMixin:
         self.curriculum.load_state_dict(state["curriculum"])
         if self.curriculum_sampler is not None and "sampler" in state:
             self.curriculum_sampler.load_state_dict(state["sampler"])
+        self._load_curriculum_signal_state(state.get("signal", {}))
+
+    def _curriculum_signal_state(self) -> dict[str, Any]:
+        """JSON state of the trainer's signal itself (e.g. reference losses), saved beside the strategy's."""
+        return {}
+
+    def _load_curriculum_signal_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`_curriculum_signal_state` saved (``{}`` for a checkpoint without it)."""
 
 
 class GRPOCurriculumMixin(CurriculumMixin):
@@ -198,11 +233,6 @@ class GRPOCurriculumMixin(CurriculumMixin):
             shuffle=self.shuffle_dataset,
             seed=self.args.seed if self.args.curriculum_seed is None else self.args.curriculum_seed,
         )
-
-    def _get_train_sampler(self, dataset: Dataset | None = None):
-        if self.curriculum_sampler is None or (dataset is not None and dataset is not self.train_dataset):
-            return super()._get_train_sampler(dataset)
-        return self.curriculum_sampler
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Keep the rewards of every process (TRL gathers them here) for the curriculum's update.
