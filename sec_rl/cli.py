@@ -34,7 +34,14 @@ def diagnose_main(argv: list[str] | None = None) -> int:
     return run(argv)
 
 
+def collect_main(argv: list[str] | None = None) -> int:
+    from sec_rl.pipeline.collect import collect_main as run
+
+    return run(argv)
+
+
 COMMANDS = {
+    "collect": (collect_main, "collect teacher traces on web tasks (resumable, sharded JSON lines)"),
     "demo": (demo_main, "run the offline demo (tiny model, SFT then SEC-GRPO)"),
     "sweep": (sweep_main, "sample hyperparameter configurations and write their launch commands"),
     "diagnose": (diagnose_main, "bootstrap which hyperparameter values win across a sweep's runs"),

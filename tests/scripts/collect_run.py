@@ -1,0 +1,102 @@
+"""Trace collection on the text world with a scripted teacher, for the collect tests (in-process or killed).
+
+    python tests/scripts/collect_run.py OUTPUT_DIR --seeds 12 --delay 0.3 --workers 2
+
+``TextTeacher`` solves :class:`~sec_rl.web.env.TextEnvironment`'s tasks from the last user message (goal and
+page), optionally sleeping ``delay`` seconds per batched call so that a test can kill the run mid-way.
+Its token counts are word counts, so the tests can check the sums against a formula.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from collections.abc import Sequence
+
+from sec_rl.pipeline.teachers import Messages, Reply, Teacher
+
+ELEMENT = re.compile(r"\[(\w+)\] (\w+) '([^']*)'(.*)")
+
+
+def section(text: str, title: str) -> str:
+    match = re.search(rf"# {title}[^\n]*\n(.*?)(?=\n\n# |\Z)", text, re.S)
+    return match.group(1) if match else ""
+
+
+def solve(user: str) -> str:
+    """The next action of TextEnvironment's tasks, from a user message (goal + accessibility tree)."""
+    goal, page = section(user, "Goal"), section(user, "Current page")
+    elements = ELEMENT.findall(page)
+
+    def bid_of(role: str, name: str) -> str:
+        return next(b for b, r, n, _ in elements if r == role and n == name)
+
+    if goal.startswith("Click on the"):
+        label = re.search(r'"(.+?)"', goal).group(1)
+        return f"Thought: the {label} button.\nAction: click('{bid_of('button', label)}')"
+    if goal.startswith("Enter"):
+        word = re.search(r'"(.+?)"', goal).group(1)
+        bid, rest = next((b, rest) for b, r, _, rest in elements if r == "textbox")
+        if f"value='{word}'" not in rest:
+            return f"Thought: type the word.\nAction: fill('{bid}', '{word}')"
+        return f"Thought: submit.\nAction: click('{bid_of('button', 'Submit')}')"
+    wanted = re.match(r"Select (.+) and click Submit\.", goal).group(1).split(" and ")
+    for bid, role, name, rest in elements:
+        if role == "checkbox" and name in wanted and "checked='false'" in rest:
+            return f"Thought: tick {name}.\nAction: click('{bid}')"
+    return f"Thought: submit.\nAction: click('{bid_of('button', 'Submit')}')"
+
+
+def words(messages: Messages) -> int:
+    return sum(len(m["content"].split()) for m in messages)
+
+
+class TextTeacher(Teacher):
+    """A scripted expert of the text world; tokens are counted as words (prompt: all messages, completion: reply)."""
+
+    name = "text-expert"
+    num_parameters = 0
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.calls = 0
+
+    def generate(self, conversations: Sequence[Messages]) -> list[Reply]:
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        replies = []
+        for messages in conversations:
+            text = solve(messages[-1]["content"])
+            replies.append(Reply(text, words(messages), len(text.split())))
+        return replies
+
+
+def main() -> None:
+    from sec_rl.pipeline.collect import collect_traces
+    from sec_rl.web.env import TextEnvironment
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("output_dir")
+    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--layout", default="episode")
+    args = parser.parse_args()
+    goals = [(task, seed) for task in TextEnvironment.TASKS for seed in range(3, 3 + args.seeds)]
+    summary = collect_traces(
+        TextTeacher(args.delay),
+        goals,
+        args.output_dir,
+        num_workers=args.workers,
+        max_steps=6,
+        layout=args.layout,
+        env_factory=TextEnvironment,
+        progress=False,
+    )
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Trace rows, sharded trace files and trace datasets (sec_rl.pipeline.traces)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+
+from sec_rl.pipeline import traces as traces_module
+from sec_rl.pipeline.traces import (
+    DATASET_COLUMNS,
+    SCHEMA_VERSION,
+    Trace,
+    TraceFormatError,
+    TraceWriter,
+    push_traces_to_hub,
+    read_traces,
+    shard_paths,
+    traces_to_dataset,
+)
+from sec_rl.web.evaluate import EpisodeResult
+
+
+def make_trace(task: str = "click-button", seed: int = 3, success: bool = True, **overrides) -> Trace:
+    messages = [
+        {"role": "system", "content": "You are a web agent."},
+        {"role": "user", "content": f"# Goal\n{task} {seed}"},
+        {"role": "assistant", "content": "Thought: go.\nAction: click('12')"},
+    ]
+    fields = {
+        "id": f"{task}/{seed}",
+        "task": task,
+        "seed": seed,
+        "messages": messages,
+        "reward": 1.0 if success else 0.0,
+        "success": success,
+        "num_steps": 1,
+        "teacher": "expert",
+        "prompt_tokens": 10,
+        "completion_tokens": 4,
+        "layout": "episode",
+    }
+    fields.update(overrides)
+    return Trace(**fields)
+
+
+def write_lines(path, lines: list[str], end: str = "\n") -> None:
+    path.write_text("\n".join(lines) + end, encoding="utf-8")
+
+
+# -- the row schema ----------------------------------------------------------------------------------
+def test_trace_round_trip_and_row_format():
+    trace = make_trace(error="", env_error=False)
+    line = trace.to_json()
+    assert "\n" not in line
+    row = json.loads(line)
+    assert set(row) == {
+        "id",
+        "task",
+        "seed",
+        "messages",
+        "reward",
+        "success",
+        "num_steps",
+        "teacher",
+        "prompt_tokens",
+        "completion_tokens",
+        "env_error",
+        "error",
+        "layout",
+        "schema_version",
+    }
+    assert row["schema_version"] == SCHEMA_VERSION and row["id"] == "click-button/3"
+    assert Trace.from_json(line) == trace
+    assert Trace.from_dict(row | {"added_by_a_newer_writer": 1}) == trace  # extra fields are tolerated
+    unicode = make_trace(messages=[{"role": "user", "content": 'é ✓ \n "quoted"'}])
+    assert Trace.from_json(unicode.to_json()) == unicode
+
+
+def test_trace_from_episode_result():
+    episode = EpisodeResult(
+        "enter-text",
+        7,
+        1.0,
+        2,
+        actions=["fill('3', 'a')", "click('4')"],
+        messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+        prompt_tokens=30,
+        completion_tokens=9,
+    )
+    trace = Trace.from_episode(episode, teacher="t", layout="per_step")
+    assert (trace.id, trace.success, trace.num_steps, trace.layout) == ("enter-text/7", True, 2, "per_step")
+    assert (trace.prompt_tokens, trace.completion_tokens, trace.teacher) == (30, 9, "t")
+    failed = Trace.from_episode(
+        EpisodeResult("enter-text", 8, 0.0, 0, env_error=True, error="worker died"), teacher="t", layout="episode"
+    )
+    assert not failed.success and failed.env_error and failed.error == "worker died"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"drop": "messages"}, "missing field(s) 'messages'"),
+        ({"drop": "teacher"}, "missing field(s) 'teacher'"),
+        ({"seed": "3"}, "field 'seed' must be an integer"),
+        ({"success": 1}, "field 'success' must be true or false"),
+        ({"reward": "high"}, "field 'reward' must be a finite number"),
+        ({"num_steps": -1}, "field 'num_steps' must be a non-negative integer"),
+        ({"layout": "tree"}, "field 'layout' must be one of"),
+        ({"id": "click-button/4"}, "task and seed make 'click-button/3'"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "'messages'[0] has role 'robot'"),
+        ({"messages": [{"role": "user"}]}, "'messages'[0] must be an object with a string 'content'"),
+        ({"schema_version": SCHEMA_VERSION + 1}, "upgrade sec-rl"),
+    ],
+)
+def test_trace_validation_names_the_bad_field(change, message):
+    row = make_trace().to_dict()
+    if "drop" in change:
+        del row[change["drop"]]
+    else:
+        row.update(change)
+    with pytest.raises(TraceFormatError) as error:
+        Trace.from_dict(row)
+    assert message in str(error.value)
+    with pytest.raises(TraceFormatError, match="not valid JSON"):
+        Trace.from_json('{"id": ')
+
+
+# -- writing -------------------------------------------------------------------------------------------
+def test_writer_shards_fsyncs_every_row_and_never_reopens_a_shard(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(traces_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    directory = tmp_path / "traces"
+    writer = TraceWriter(directory, shard_size=2, teacher="expert", layout="episode")
+    for seed in range(5):
+        writer.write(make_trace(seed=seed))
+        # Durable and visible to another reader while the writer is still open.
+        assert [t.seed for t in read_traces(directory)] == list(range(seed + 1))
+    writer.close()
+    assert len(synced) == 5 + 3  # one per row, one per new shard's directory entry
+    names = [p.name for p in shard_paths(directory)]
+    assert names == ["traces-00000.jsonl", "traces-00001.jsonl", "traces-00002.jsonl"]
+    assert [len(p.read_text().splitlines()) for p in shard_paths(directory)] == [2, 2, 1]
+    before = {p.name: p.read_bytes() for p in shard_paths(directory)}
+
+    # A second session starts a new shard; the old ones stay byte for byte.
+    episode = EpisodeResult("enter-text", 9, 0.0, 10, messages=[{"role": "user", "content": "u"}])
+    with TraceWriter(directory, shard_size=2, teacher="expert", layout="per_step") as second:
+        written = second.write(episode)
+    assert written.layout == "per_step" and written.teacher == "expert" and written.id == "enter-text/9"
+    assert [p.name for p in second.paths] == ["traces-00003.jsonl"]
+    assert {p.name: p.read_bytes() for p in shard_paths(directory) if p.name in before} == before
+    assert [t.id for t in read_traces(directory)][-1] == "enter-text/9"
+    with pytest.raises(RuntimeError, match="closed"):
+        second.write(make_trace())
+
+
+def test_writer_refuses_bad_arguments_and_bad_traces(tmp_path):
+    with pytest.raises(ValueError, match="shard_size"):
+        TraceWriter(tmp_path, shard_size=0)
+    with pytest.raises(ValueError, match="layout"):
+        TraceWriter(tmp_path, layout="tree")
+    with TraceWriter(tmp_path) as writer, pytest.raises(TraceFormatError, match="'id'"):
+        writer.write(make_trace(id="wrong/1"))
+    assert all(p.read_text() == "" for p in shard_paths(tmp_path))  # nothing half-written
+
+
+# -- reading -------------------------------------------------------------------------------------------
+def test_read_traces_malformed_rows_raise_or_skip_with_file_and_line(tmp_path, caplog):
+    shard = tmp_path / "traces-00000.jsonl"
+    missing = make_trace(seed=5).to_dict()
+    del missing["reward"]
+    write_lines(shard, [make_trace(seed=3).to_json(), "{not json", json.dumps(missing), make_trace(seed=6).to_json()])
+
+    with pytest.raises(TraceFormatError) as error:
+        read_traces(tmp_path)
+    assert f"{shard}:2" in str(error.value) and "not valid JSON" in str(error.value)
+    assert "on_error='skip'" in str(error.value)
+
+    # The missing field is reported by its own line once the bad JSON is gone.
+    lines = shard.read_text().splitlines()
+    write_lines(tmp_path / "traces-00001.jsonl", [lines[2]])
+    with pytest.raises(TraceFormatError, match=r"traces-00001\.jsonl:1: missing field\(s\) 'reward'"):
+        read_traces(tmp_path / "traces-00001.jsonl")
+    (tmp_path / "traces-00001.jsonl").unlink()
+
+    with caplog.at_level(logging.WARNING, logger="sec_rl.pipeline.traces"):
+        kept = read_traces(tmp_path, on_error="skip")
+    assert [t.seed for t in kept] == [3, 6]
+    text = caplog.text
+    assert "skipped 2 malformed trace row(s)" in text
+    assert f"{shard}:2" in text and f"{shard}:3" in text and "'reward'" in text
+
+    with pytest.raises(ValueError, match="on_error"):
+        read_traces(tmp_path, on_error="ignore")
+    with pytest.raises(FileNotFoundError, match="no trace file or folder"):
+        read_traces(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no trace shards"):
+        read_traces(tmp_path / "empty")
+
+
+def test_truncated_last_line_is_reported_and_not_done(tmp_path, caplog):
+    shard = tmp_path / "traces-00000.jsonl"
+    partial = make_trace(seed=4).to_json()[:57]
+    write_lines(shard, [make_trace(seed=3).to_json(), partial], end="")  # a crash mid-write: no final newline
+    for mode in ("raise", "skip"):  # not an error in either mode: the episode simply is not done
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="sec_rl.pipeline.traces"):
+            kept = read_traces(tmp_path, on_error=mode)
+        assert [t.seed for t in kept] == [3]
+        assert "1 truncated last line(s)" in caplog.text and f"{shard}:2 (57 characters" in caplog.text
+    # A complete row that only lacks its newline is a row.
+    write_lines(shard, [make_trace(seed=3).to_json(), make_trace(seed=4).to_json()], end="")
+    assert [t.seed for t in read_traces(shard)] == [3, 4]
+    # A bad line followed by others is no crash artefact: it is malformed.
+    write_lines(shard, [partial, make_trace(seed=3).to_json()])
+    with pytest.raises(TraceFormatError, match=":1: not valid JSON"):
+        read_traces(shard)
+
+
+# -- datasets ------------------------------------------------------------------------------------------
+def test_traces_to_dataset_columns_and_filters():
+    traces = [
+        make_trace("click-button", 3, True),
+        make_trace("click-button", 4, False),
+        make_trace("enter-text", 3, True, num_steps=2, reward=1.0),
+        make_trace("enter-text", 4, False, env_error=True, error="worker died"),
+    ]
+    dataset = traces_to_dataset(traces)
+    assert tuple(dataset.column_names) == DATASET_COLUMNS
+    assert dataset["task"] == ["click-button", "enter-text"] and dataset["seed"] == [3, 3]
+    assert dataset["num_steps"] == [1, 2] and dataset["reward"] == [1.0, 1.0] and dataset["teacher"] == ["expert"] * 2
+    assert dataset[0]["messages"] == traces[0].messages
+    everything = traces_to_dataset(traces, only_successful=False)
+    assert everything["seed"] == [3, 4, 3]  # failures kept, the environment error never
+
+
+def test_no_successful_trace_is_a_clear_error():
+    traces = [
+        make_trace(seed=3, success=False, teacher="llama-70b"),
+        make_trace(seed=4, success=False, teacher="llama-70b"),
+        make_trace(seed=5, success=False, teacher="llama-70b", env_error=True, error="TimeoutError: no answer\nx"),
+    ]
+    with pytest.raises(ValueError) as error:
+        traces_to_dataset(traces)
+    message = str(error.value)
+    assert "no successful trace among 3 episode(s) (1 environment error(s))" in message
+    assert "'llama-70b' (3)" in message and "max_steps" in message and "TimeoutError: no answer" in message
+    with pytest.raises(ValueError, match="among 0 episode"):
+        traces_to_dataset([])
+
+
+def test_push_traces_to_hub_passes_the_dataset(monkeypatch):
+    # The Hub cannot be reached here: Dataset.push_to_hub is replaced by a recorder.
+    from datasets import Dataset
+
+    calls = []
+    monkeypatch.setattr(Dataset, "push_to_hub", lambda self, repo, **kw: calls.append((self, repo, kw)) or "url")
+    dataset = traces_to_dataset([make_trace(seed=3), make_trace(seed=4, success=False)])
+    assert push_traces_to_hub(dataset, "me/traces", private=True, token="hf_x") == "url"
+    pushed, repo, kwargs = calls[-1]
+    assert repo == "me/traces" and kwargs == {"private": True, "token": "hf_x"} and pushed["seed"] == [3]
+    push_traces_to_hub([make_trace(seed=3), make_trace(seed=4, success=False)], "me/traces")
+    assert calls[-1][0]["seed"] == [3]  # traces are converted (successful only)
+    with pytest.raises(ValueError, match="owner/name"):
+        push_traces_to_hub(dataset, "traces")
