@@ -57,8 +57,10 @@ def test_cli_lists_commands_and_rejects_unknown(capsys):
 
 def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
     out = tmp_path / "demo"
-    argv = ["demo", "--output_dir", str(out), "--hidden_size", "32", "--sft_steps", "4", "--grpo_steps", "2",
-            "--prompts_per_step", "4", "--num_generations", "4", "--eval_per_level", "8"]  # fmt: skip
+    argv = [
+        "demo", "--domain", "arithmetic", "--output_dir", str(out), "--hidden_size", "32", "--sft_steps", "4",
+        "--grpo_steps", "2", "--prompts_per_step", "4", "--num_generations", "4", "--eval_per_level", "8",
+    ]  # fmt: skip
     assert cli_main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     before, after = results["accuracy"].values()

@@ -1,7 +1,7 @@
 """The student's model card and push, without network.
 
 The pipeline's records are real files (traces written by ``TraceWriter``, a curriculum state saved from a real
-``SelfEvolvingCurriculum``, the run's ``training_args.bin``). The Hub is the one thing that cannot exist here:
+``SelfEvolvingCurriculum`` as the trainer saves it). The Hub is the one thing that cannot exist here:
 the push goes to a *local stand-in for huggingface.co*, a stdlib ``http.server`` started by the test that
 implements only the endpoints ``huggingface_hub.HfApi.create_repo`` and ``upload_folder`` call (repo creation,
 README metadata validation, preupload, commit), answers "regular" upload mode for every file so that contents
@@ -146,10 +146,6 @@ def _sec_curriculum(temperature: float = 0.3) -> SelfEvolvingCurriculum:
 @pytest.fixture
 def runs(tmp_path):
     """Folders as the pipeline writes them: traces, an SFT run, an RL run (curriculum in a checkpoint), evaluation."""
-    import torch
-
-    from sec_rl.trainers.grpo_config import SECGRPOConfig
-
     with TraceWriter(tmp_path / "traces", shard_size=4) as writer:
         for seed in range(10):
             success, env_error = seed < 6, seed == 9
@@ -171,18 +167,15 @@ def runs(tmp_path):
     rl = tmp_path / "grpo"
     (rl / "checkpoint-25").mkdir(parents=True)
     (rl / "checkpoint-25" / "trainer_state.json").write_text(json.dumps({"global_step": 25}))
-    state = {"curriculum": _sec_curriculum().state_dict(), "sampler": {}}
+    # As SECGRPOTrainer.save_model writes it: the state, the strategy's parameters, the next draw's probabilities.
+    curriculum = _sec_curriculum()
+    state = {
+        "curriculum": curriculum.state_dict(),
+        "params": {"temperature": 0.3},
+        "probabilities": curriculum.probabilities(),
+        "sampler": {},
+    }
     (rl / "curriculum_state.json").write_text(json.dumps(state))
-    config = SECGRPOConfig(
-        output_dir=str(rl),
-        curriculum="sec",
-        curriculum_column=["task"],
-        curriculum_temperature=0.3,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-    )
-    torch.save(config, rl / "training_args.bin")
     compute = {"stages": {name: {"flops": flops, "tokens": 1} for name, flops in FLOPS.items()}}
     (rl / "compute.json").write_text(json.dumps(compute))
 
@@ -219,11 +212,17 @@ def test_curriculum_state_and_steps_are_read_from_the_runs(runs, tmp_path):
     expected = _sec_curriculum().probabilities()
     assert len(set(np.round(list(expected.values()), 6))) == 3  # learned: not uniform
 
-    state = load_curriculum_state(runs["rl_dir"])  # temperature 0.3 comes from the run's training_args.bin
+    state = load_curriculum_state(runs["rl_dir"])  # the probabilities the trainer saved
     assert state.strategy == "sec" and state.params == {"temperature": 0.3}
     assert state.probabilities == pytest.approx(expected)
     assert state.num_updates == 4 and state.counts == dict.fromkeys(TASKS, 8)
-    # The state file does not hold the temperature: the default (1.0) gives other, flatter probabilities.
+    # Rebuilt from the saved values with the saved parameters: the same probabilities.
+    saved = json.loads((runs["rl_dir"] / "curriculum_state.json").read_text())
+    del saved["probabilities"]
+    (tmp_path / "rebuilt").mkdir()
+    (tmp_path / "rebuilt" / "curriculum_state.json").write_text(json.dumps(saved))
+    assert load_curriculum_state(tmp_path / "rebuilt").probabilities == pytest.approx(expected)
+    # Other settings (the default temperature 1.0) give other, flatter probabilities from the same values.
     flatter = load_curriculum_state(runs["rl_dir"] / "curriculum_state.json", params={})
     assert flatter.probabilities == pytest.approx(_sec_curriculum(temperature=1.0).probabilities())
     assert max(flatter.probabilities.values()) < max(expected.values())

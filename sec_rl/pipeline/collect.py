@@ -233,7 +233,26 @@ def collect_traces(
         bar.close()
         summary.shards = [str(p) for p in writer.paths]
         summary.seconds = time.perf_counter() - started
+        _record_teacher_compute(teacher, summary)
     return summary
+
+
+def _record_teacher_compute(teacher: Any, summary: CollectSummary) -> None:
+    """Add this session's teacher inference (2 x N x tokens) to ``<output_dir>/compute.json``.
+
+    SFT runs started with ``ComputeCallback(base=<traces folder>)`` carry it on, so the pipeline's total
+    compute includes the teacher, as the web-agent study counts it. A teacher of unknown size is not counted.
+    """
+    from sec_rl.pipeline.compute import ComputeLedger, inference_flops
+
+    num_parameters = getattr(teacher, "num_parameters", None)
+    tokens = summary.prompt_tokens + summary.completion_tokens
+    if num_parameters is None:
+        logger.warning("teacher %s has no num_parameters: its inference FLOPs are not counted.", summary.teacher)
+        return
+    ledger = ComputeLedger()
+    ledger.add("teacher", inference_flops(num_parameters, tokens), tokens, num_parameters)
+    ledger.save(Path(summary.output_dir) / "compute.json")
 
 
 # -- configuration and command line ----------------------------------------------------------------

@@ -83,24 +83,6 @@ def _find_in_run(path: str | os.PathLike[str], name: str) -> Path | None:
     return next((c / name for c in _checkpoints(path) if (c / name).is_file()), None)
 
 
-def _training_curriculum_params(run_dir: Path) -> dict[str, Any] | None:
-    """The strategy's parameters from the run's own ``training_args.bin`` (written by the Trainer), if readable.
-
-    The file is a pickle, loaded with ``weights_only=False``: only read it from runs you made yourself.
-    """
-    file = _find_in_run(run_dir, "training_args.bin")
-    if file is None:
-        return None
-    try:
-        import torch
-
-        args = torch.load(file, weights_only=False, map_location="cpu")
-        return dict(args.curriculum_params())
-    except Exception as error:  # noqa: BLE001 - a config class that moved or changed: fall back, say so
-        logger.warning("could not read the curriculum parameters from %s (%s)", file, error)
-        return None
-
-
 def load_curriculum_state(
     path: str | os.PathLike[str],
     params: Mapping[str, Any] | None = None,
@@ -108,9 +90,9 @@ def load_curriculum_state(
 ) -> CurriculumState:
     """Read ``curriculum_state.json`` from a training output folder (or its newest checkpoint) or the file itself.
 
-    The probabilities are those of the strategy rebuilt from its saved state with ``params`` (e.g.
-    ``{"temperature": 0.2}``); by default the run's ``training_args.bin`` supplies them, else the strategy's
-    defaults are used (with a warning). ``sizes`` (rows per category) matter only to the ``random`` strategy.
+    By default the probabilities are those the trainer saved with the state (the next draw's). With ``params``
+    (e.g. ``{"temperature": 0.2}``) the strategy is rebuilt from its saved values with those settings instead.
+    ``sizes`` (rows per category) matter only to the ``random`` strategy when it is rebuilt.
     """
     from sec_rl.curriculum import CURRICULA, make_curriculum
     from sec_rl.trainers.mixin import CURRICULUM_STATE_NAME
@@ -132,17 +114,24 @@ def load_curriculum_state(
     strategy = "reverse" if name == "ordered" and state.get("reverse") else name
     if strategy not in CURRICULA:
         raise ValueError(f"{file}: unknown curriculum {name!r}; known: {sorted(CURRICULA)}.")
+    saved_params = saved.get("params")
+    total_updates = int(state.get("total_updates") or max(1, int(state.get("num_updates", 1))))
+    if params is None and isinstance(saved.get("probabilities"), dict):
+        # What the trainer itself computed when saving: exact, whatever the strategy's settings were.
+        probabilities = {str(c): float(p) for c, p in saved["probabilities"].items()}
+        params = dict(saved_params or {})
+        counts = dict(zip(categories, map(int, state.get("counts", [0] * len(categories)))))
+        return CurriculumState(strategy, probabilities, int(state.get("num_updates", 0)), counts, params, str(file))
     if params is None:
-        params = _training_curriculum_params(file.parent) or _training_curriculum_params(Path(path))
+        params = saved_params
         if params is None:
             params = {}
             logger.warning(
-                "%s: no training_args.bin to read the strategy's parameters from; the probabilities use %r's "
+                "%s holds no strategy parameters (written by an older sec-rl); the probabilities use %r's "
                 "defaults. Pass params (e.g. {'temperature': 0.2}) for the run's own.",
                 file,
                 strategy,
             )
-    total_updates = int(state.get("total_updates") or max(1, int(state.get("num_updates", 1))))
     curriculum = make_curriculum(strategy, categories, sizes=sizes, total_updates=total_updates, **dict(params))
     curriculum.load_state_dict(state)
     probabilities = {c: float(p) for c, p in curriculum.probabilities().items()}

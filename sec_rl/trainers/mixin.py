@@ -178,7 +178,14 @@ class CurriculumMixin:
         if self.curriculum is not None and self.args.should_save:
             output_dir = output_dir or self.args.output_dir
             os.makedirs(output_dir, exist_ok=True)
-            state = {"curriculum": self.curriculum.state_dict()}
+            # The parameters and the next draw's probabilities make the file readable without the config
+            # (model cards, `sec_rl.pipeline.hub.load_curriculum_state`); loading uses "curriculum" only.
+            probabilities = {c: float(p) for c, p in self.curriculum.probabilities().items()}
+            state = {
+                "curriculum": self.curriculum.state_dict(),
+                "params": self.args.curriculum_params(),
+                "probabilities": probabilities,
+            }
             if self.curriculum_sampler is not None:
                 state["sampler"] = self.curriculum_sampler.state_dict()
             signal_state = self._curriculum_signal_state()

@@ -44,7 +44,7 @@ class SECSFTConfig(CurriculumArguments, SFTConfig):
         default=True,
         metadata={
             "help": "Train only on the assistant turns (each turn's content and its end-of-turn token). Needs a chat "
-            "template with {% generation %} markers; TRL swaps one in for the model families it knows, otherwise "
+            "template with {%% generation %%} markers; TRL swaps one in for the model families it knows, otherwise "
             "the trainer stops with an explanation. False trains on every token, system and user turns included.",
         },
     )

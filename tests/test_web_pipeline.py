@@ -1,0 +1,142 @@
+"""The teacher -> student pipeline as a user runs it: the stage commands, the example configs, the web demo.
+
+The end-to-end test drives a real Chromium through BrowserGym on MiniWoB++ pages: the scripted teacher
+collects traces, a tiny student built offline is trained by SFT then SEC-GRPO, and every stage is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import browser_missing
+from trl import ModelConfig, TrlParser
+
+from sec_rl.cli import _demo_domain
+from sec_rl.cli import main as cli_main
+from sec_rl.pipeline.collect import CollectConfig
+from sec_rl.pipeline.stages import PushArguments, WebEvalArguments, WebGRPOArguments, WebSFTArguments, parse_stages
+from sec_rl.trainers import SECSFTConfig
+from sec_rl.trainers.web_grpo import SECWebGRPOConfig
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ROOT / "examples" / "web_agent"
+
+
+@pytest.mark.parametrize("command", ["collect", "sft", "grpo", "evaluate", "push", "demo"])
+def test_every_stage_command_explains_its_options(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: sec-rl {command}" in text
+    expected = {
+        "collect": "--teacher",
+        "sft": "--curriculum_signal",
+        "grpo": "--web_sample_mode",
+        "evaluate": "--stages",
+        "push": "--repo_id",
+        "demo": "--collect_seeds",
+    }[command]
+    assert expected in text
+
+
+def test_demo_domain_comes_from_flags_or_yaml(tmp_path, capsys):
+    assert _demo_domain([]) == "web"
+    assert _demo_domain(["--domain", "arithmetic"]) == "arithmetic"
+    assert _demo_domain(["--output_dir", "x", "--domain=arithmetic"]) == "arithmetic"
+    config = tmp_path / "demo.yaml"
+    config.write_text("domain: arithmetic\nsft_steps: 3\n")
+    assert _demo_domain(["--config", str(config)]) == "arithmetic"
+    assert cli_main(["demo", "--domain", "chess"]) == 2
+    assert "unknown --domain 'chess'" in capsys.readouterr().err
+
+
+def test_stage_specs_are_checked():
+    assert parse_stages(["sft=outputs/sft", "sft+rl=outputs/grpo/checkpoint-4"]) == {
+        "sft": "outputs/sft",
+        "sft+rl": "outputs/grpo/checkpoint-4",
+    }
+    with pytest.raises(ValueError, match=r"stage 'outputs/sft' is not name=path"):
+        parse_stages(["outputs/sft"])
+    with pytest.raises(ValueError, match="no stage to evaluate"):
+        parse_stages([])
+
+
+@pytest.mark.parametrize(
+    "name, types",
+    [
+        ("collect", (CollectConfig,)),
+        ("sft", (WebSFTArguments, SECSFTConfig, ModelConfig)),
+        ("grpo", (WebGRPOArguments, SECWebGRPOConfig, ModelConfig)),
+        ("evaluate", (WebEvalArguments,)),
+        ("push", (PushArguments,)),
+    ],
+)
+def test_example_configs_parse_with_the_study_settings(name, types, tmp_path):
+    """Every YAML of examples/web_agent parses into its script's dataclasses (bf16 switched off: no GPU here)."""
+    config = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    if "bf16" in config:
+        config.update(bf16=False, use_cpu=True)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    parsed = TrlParser(types).parse_args_and_config(["--config", str(path)])
+    if name == "grpo":
+        _, grpo, _ = parsed
+        # The web-agent study's robust settings.
+        assert (grpo.temperature, grpo.learning_rate, grpo.beta) == (0.25, 1e-6, 0.0)
+        assert grpo.web_zero_advantage_filter and grpo.per_device_train_batch_size * 8 * 4 == 512
+        assert grpo.web_sample_mode == "episode"
+    if name == "sft":
+        _, sft, _ = parsed
+        assert sft.assistant_only_loss and sft.curriculum_signal == "loss"
+    if name == "evaluate":
+        assert parse_stages(parsed[0].stages) == {"sft": "outputs/sft", "sft+rl": "outputs/grpo"}
+
+
+@pytest.mark.browser
+def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
+    missing = browser_missing()
+    if missing:
+        pytest.skip(f"needs Chromium and BrowserGym: {missing}")
+    out = tmp_path / "demo"
+    argv = [
+        "demo", "--output_dir", str(out), "--tasks", "click-test", "click-dialog", "--heldout_tasks", "focus-text",
+        "--collect_seeds", "3", "--eval_task_seeds", "1", "--hidden_size", "32", "--sft_steps", "6",
+        "--sft_batch_size", "4", "--grpo_steps", "1", "--prompts_per_step", "2", "--num_generations", "2",
+        "--max_turns", "2",
+    ]  # fmt: skip
+    assert cli_main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+
+    # The teacher's traces: every goal once, all successful on these tasks.
+    assert report["traces"] == {"episodes": 6, "successful": 6, "teacher_success": 6}
+    # Every stage evaluated on the held-out goals (2 tasks x seeds 0-2) and held-out task (1 seed).
+    stages = {entry["stage"]: entry["splits"] for entry in report["evaluation"]["stages"]}
+    assert list(stages) == ["untrained", "sft", "sft+rl", "teacher (scripted)"]
+    for splits in stages.values():
+        assert splits["goals"]["overall"]["episodes"] == 6 and splits["tasks"]["overall"]["episodes"] == 1
+        assert splits["goals"]["seeds"] == [0, 1, 2] and splits["tasks"]["tasks"] == ["focus-text"]
+    assert stages["teacher (scripted)"]["goals"]["overall"]["success_rate"] == 1.0
+    # Compute: SFT and RL counted, the RL ledger carrying SFT's (and the teacher's, 0 FLOPs: no model).
+    flops = {name: entry["flops"] for name, entry in report["compute"]["stages"].items()}
+    assert set(flops) == {"teacher", "sft", "rollouts", "updates"} and flops["teacher"] == 0.0
+    assert flops["sft"] > 0 and flops["rollouts"] > 0 and flops["updates"] == pytest.approx(3 * flops["rollouts"])
+    # The curriculum chose tasks in both training stages and its state travels with the models.
+    for stage in ("sft", "grpo"):
+        probabilities = report["curriculum"][stage]
+        assert set(probabilities) == {"click-test", "click-dialog"}
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+    text = (out / "report.md").read_text()
+    assert "| untrained |" in text and "| sft+rl |" in text and "## Compute (FLOPs)" in text
+    assert (out / "eval" / "success.png").stat().st_size > 0
+
+    # Run again: every stage finds its work on disk and nothing is redone.
+    models = {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
+    assert cli_main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")} == models
+    again = json.loads((out / "report.json").read_text())
+    assert again["evaluation"] == report["evaluation"]
+    assert len(list((out / "traces").glob("traces-*.jsonl"))) == 1
