@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +42,20 @@ def browser_missing() -> str | None:
     except ChromiumNotFoundError as error:
         return str(error)
     return None
+
+
+def run_two_processes(script: str, model_dir: str, output_dir: Path, max_steps: int) -> list[dict]:
+    """Run ``tests/scripts/<script>`` on 2 CPU processes under ``accelerate launch``; each rank's JSON report."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(Path(__file__).parent / "scripts" / script),
+        "--model", model_dir, "--output_dir", str(output_dir), "--max_steps", str(max_steps),
+    ]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    reports = [json.loads((output_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in reports] == [2, 2]
+    return reports

@@ -346,3 +346,32 @@ def test_collect_row_files_are_json_lines(tmp_path):
     (line,) = shard_paths(out)[0].read_text().splitlines()
     row = json.loads(line)
     assert row["id"] == "click-button/3" and row["messages"][-1]["role"] == "assistant" and row["success"] is True
+
+
+BABBLE = "I think I should click something, maybe the first thing?"
+
+
+class BabblingTeacher(TextTeacher):
+    """Answers its first turn of every episode with text that holds no action, then solves the task."""
+
+    name = "babbler"
+
+    def generate(self, conversations):
+        replies = super().generate(conversations)
+        for messages, reply in zip(conversations, replies):
+            if sum(m["role"] == "assistant" for m in messages) == 0:
+                reply.text = BABBLE
+        return replies
+
+
+def test_an_unparseable_teacher_action_is_a_failed_step_in_the_trace_not_a_crash(tmp_path):
+    goals = [("click-button", 3), ("enter-text", 3)]
+    summary = collect_traces(
+        BabblingTeacher(), goals, tmp_path, num_workers=1, max_steps=4, env_factory=TextEnvironment, progress=False
+    )
+    assert summary.collected == 2 and summary.env_errors == 0
+    for trace in read_traces(tmp_path):
+        first_reply, second_user = trace.messages[2], trace.messages[3]
+        assert first_reply == {"role": "assistant", "content": BABBLE}
+        assert "# Error from your last action" in second_user["content"]  # the agent is told what went wrong
+        assert trace.num_steps >= 2 and trace.success  # the episode went on after the invalid step

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_two_processes
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -294,20 +293,7 @@ def test_gradient_accumulation_updates_once_per_step(tiny_model_dir, tmp_path):
 
 
 def test_two_processes_keep_one_strategy(tiny_model_dir, tmp_path):
-    out = tmp_path / "ddp"
-    out.mkdir()
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(Path(__file__).parent / "scripts" / "sft_run.py"),
-        "--model", tiny_model_dir, "--output_dir", str(out), "--max_steps", "4",
-    ]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-
-    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in reports] == [2, 2]
+    reports = run_two_processes("sft_run.py", tiny_model_dir, tmp_path / "ddp", max_steps=4)
     assert reports[0]["curriculum"] == reports[1]["curriculum"]
     assert reports[0]["recent_chunks"] == reports[1]["recent_chunks"]
     assert reports[0]["curriculum"]["num_updates"] == 4

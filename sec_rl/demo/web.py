@@ -272,7 +272,8 @@ def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledge
         f"Student: tiny Llama (hidden {config.hidden_size}, {config.num_layers} layers) built offline; "
         f"SFT {config.sft_steps} steps, SEC-GRPO {config.grpo_steps} steps "
         f"({config.prompts_per_step} goals x {config.num_generations} episodes per step), curriculum "
-        f"{config.curriculum!r} (temperature {config.curriculum_temperature}).",
+        f"{config.curriculum!r} over tasks (temperature {config.sft_curriculum_temperature} on the SFT loss, "
+        f"{config.curriculum_temperature} on RL's mean |advantage|).",
         "",
         "## Success rates (greedy; 95% bootstrap intervals)",
         "",
