@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 SYSTEM_TORCH := $(shell python3 -c "import torch" 2>/dev/null && echo --system-site-packages)
 
-.PHONY: install demo test lint docs bench clean
+.PHONY: install browser demo test lint docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(SYSTEM_TORCH) $(VENV)
@@ -25,10 +25,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install
+# The web demo and the browser tests drive a real Chromium: Debian's package when none is found (root + apt).
+browser: install
+	@if $(PY) -c "from sec_rl.web.browser import find_chromium; find_chromium()" 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "Chromium not found: install it (sudo apt-get install chromium) or set SEC_RL_CHROMIUM"; exit 1; \
+	fi
+
+demo: browser
 	$(VENV)/bin/sec-rl demo
 
-test: install
+test: browser
 	$(VENV)/bin/ruff check sec_rl tests benchmarks examples
 	$(PY) -m pytest -q
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d $$(mktemp -d)
