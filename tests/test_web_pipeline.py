@@ -140,3 +140,42 @@ def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
     again = json.loads((out / "report.json").read_text())
     assert again["evaluation"] == report["evaluation"]
     assert len(list((out / "traces").glob("traces-*.jsonl"))) == 1
+
+
+def test_sft_stage_trains_lora_adapters_from_traces_and_carries_the_teacher_compute(tiny_model_dir, tmp_path):
+    """`sec-rl sft`'s function with `--use_peft`: LoRA adapters through TRL's ModelConfig, curriculum over tasks."""
+    from sec_rl.pipeline.compute import ComputeLedger
+    from sec_rl.pipeline.stages import run_sft
+    from sec_rl.pipeline.traces import Trace, TraceWriter
+
+    traces = tmp_path / "traces"
+    with TraceWriter(traces) as writer:
+        for seed in range(3, 11):
+            task = "click-button" if seed % 2 else "enter-text"
+            messages = [
+                {"role": "system", "content": "You are a web agent."},
+                {"role": "user", "content": f"# Goal\nDo {task} number {seed}."},
+                {"role": "assistant", "content": "Thought: the button.\nAction: click('1')"},
+            ]
+            writer.write(Trace(f"{task}/{seed}", task, seed, messages, 1.0, True, 1, "teacher-70b"))
+    teacher = ComputeLedger()
+    teacher.add("teacher", 1.0e15, 1000, 70_000_000_000)
+    teacher.save(traces / "compute.json")
+
+    lora = {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["q_proj", "v_proj"]}
+    model_args = ModelConfig(tiny_model_dir, **lora)
+    args = SECSFTConfig(
+        output_dir=str(tmp_path / "sft"), max_steps=3, per_device_train_batch_size=2, use_cpu=True, bf16=False,
+        report_to="none", curriculum="sec", curriculum_column=["task"], save_strategy="no",
+        gradient_checkpointing=False,
+    )  # fmt: skip
+    trainer = run_sft(WebSFTArguments(traces=str(traces)), args, model_args)
+
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    assert type(trainer.model).__name__ == "PeftModelForCausalLM" and 0 < trainable < total / 10
+    saved = {p.name for p in (tmp_path / "sft").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "curriculum_state.json", "compute.json"} <= saved
+    assert trainer.curriculum.num_updates == 3
+    ledger = ComputeLedger.load(tmp_path / "sft" / "compute.json")
+    assert ledger.flops("teacher") == 1.0e15 and ledger.flops("sft") > 0
