@@ -273,3 +273,21 @@ def test_grpo_step_over_miniwob_episodes(web_model_dir, tmp_path, mode):
         for row, sample in enumerate(trainer.web_last_rows):
             completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()].tolist()
             assert completion == sample.completion_ids
+
+
+def test_compute_counts_every_token_of_episode_completions(web_model_dir, tmp_path):
+    """Episode completions hold the pages between turns; TRL's num_tokens counts only generated ones."""
+    from sec_rl.pipeline.compute import ComputeCallback, ComputeLedger
+
+    trainer = make_trainer(web_model_dir, str(tmp_path), "episode", max_steps=1)
+    trainer.add_callback(ComputeCallback(stage="rl", base=None))
+    trainer.train()
+    rows = trainer.web_last_rows  # the one generation batch of this one-step run
+    env_tokens = sum(len(row.env_mask) - sum(row.env_mask) for row in rows)
+    every_token = sum(len(row.prompt_ids) + len(row.completion_ids) for row in rows)
+    assert env_tokens > 0 and trainer._web_env_tokens_seen == env_tokens
+    assert trainer.state.num_input_tokens_seen == every_token - env_tokens  # what TRL counts by itself
+    ledger = ComputeLedger.load(tmp_path / "compute.json")
+    assert ledger.stages["rollouts"].tokens == every_token
+    n = ledger.stages["rollouts"].num_parameters
+    assert ledger.flops("rollouts") == 2 * n * every_token and ledger.flops("updates") == 6 * n * every_token

@@ -337,6 +337,7 @@ class ComputeCallback(TrainerCallback):
         self._recorded: dict[str, tuple[float, int]] = {}
         self._start = (0.0, 0)
         self._logged_tokens = 0
+        self._env_tokens = 0
         self._n = 0
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -372,6 +373,7 @@ class ComputeCallback(TrainerCallback):
                     tokens = round(flos / (6 * n))
                 return {"sft": (flos, tokens)}
             return {"sft": (training_flops(n, tokens), tokens)}
+        seen += self._env_tokens  # episode-mode completions also hold the pages between turns (SECWebGRPOTrainer)
         iterations = int(getattr(args, "num_iterations", 1) or 1)
         trained = seen * iterations
         updates = flos if flos > 0 else training_flops(n, trained)
@@ -398,7 +400,7 @@ class ComputeCallback(TrainerCallback):
         else:
             raise ValueError("ComputeCallback needs the model (or num_parameters=...) to count FLOPs.")
         self._start = (float(state.total_flos or 0.0), int(state.num_input_tokens_seen or 0))
-        self._recorded, self._logged_tokens = {}, 0
+        self._recorded, self._logged_tokens, self._env_tokens = {}, 0, 0
         if not state.is_world_process_zero:
             return
         path = Path(args.output_dir) / COMPUTE_FILE
@@ -413,6 +415,8 @@ class ComputeCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if logs is not None and isinstance(logs.get("num_tokens"), int | float):
             self._logged_tokens = int(logs["num_tokens"])  # TRL's SFT count of non-padding tokens trained
+        if logs is not None and isinstance(logs.get("web/env_tokens_seen"), int | float):
+            self._env_tokens = int(logs["web/env_tokens_seen"])
         if self.ledger is None or logs is None:
             return
         self._record(args, state)

@@ -69,6 +69,7 @@ _COUNTS = (
     "samples_dropped",
     "rows_padded",
     "worker_restarts",
+    "env_tokens",
 )
 
 
@@ -302,6 +303,7 @@ class WebAgentMixin:
         self._web_engine: RolloutEngine | None = None
         self._web_row_goals: list[Goal] | None = None
         self._web_advantages: torch.Tensor | None = None
+        self._web_env_tokens_seen = 0  # observation tokens inside completions: TRL's num_tokens leaves them out
         self._web_curriculum_rows: list[tuple[float, float]] | None = None
         self._web_calls = 0
         self.web_last_rollout: RolloutResult | None = None  # the last batch's episodes, for inspection
@@ -475,7 +477,8 @@ class WebAgentMixin:
         self._web_advantages = torch.tensor([row.advantage for row in rows], dtype=torch.float32)
         self.web_last_rollout, self.web_last_rows = result, rows
         self._web_curriculum_rows = self._curriculum_rows(samples, result.episodes, plan, groups)
-        self._log_web_metrics(phase, {**result.metrics(), **stats.metrics()})
+        env_tokens = sum(len(row.env_mask) - sum(row.env_mask) for row in rows)
+        self._log_web_metrics(phase, {**result.metrics(), **stats.metrics(), "env_tokens": float(env_tokens)})
         return rollout_output(rows)
 
     def _plan_episodes(self, groups: Sequence[tuple[Goal, int, int]]) -> list[int]:
@@ -538,6 +541,9 @@ class WebAgentMixin:
             metrics = {name: float(combine[name]([m[name] for m in every])) for name in metrics}
         for name, value in metrics.items():
             self._metrics[mode][f"web/{name}"].append(value)
+        if mode == "train":  # a running total, like TRL's num_tokens: compute accounting adds it (ComputeCallback)
+            self._web_env_tokens_seen += int(metrics["env_tokens"])
+            self._metrics[mode]["web/env_tokens_seen"] = [self._web_env_tokens_seen]
 
 
 class SECWebGRPOTrainer(WebAgentMixin, SECGRPOTrainer):
