@@ -104,7 +104,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     console.rule("[bold]1/5 teacher traces (scripted expert)")
     seeds = range(TRAIN_SEEDS_START, TRAIN_SEEDS_START + config.collect_seeds)
     with ScriptedTeacher() as teacher:
-        summary = collect_traces(
+        collect_traces(
             teacher,
             [(task, seed) for task in config.tasks for seed in seeds],
             out / "traces",
@@ -165,7 +165,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     ledger = ComputeLedger.merged(out / "grpo" / "compute.json")  # carries SFT's, which carries the teacher's
     numbers = {
         "config": asdict(config),
-        "traces": {"episodes": len(traces), "successful": len(dataset), "teacher_success": summary.successes},
+        "traces": {"episodes": len(traces), "successful": len(dataset)},
         "evaluation": report.to_dict(),
         "compute": ledger.to_dict(),
         "curriculum": {stage: _curriculum_probabilities(out / stage) for stage in ("sft", "grpo")},

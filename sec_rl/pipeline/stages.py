@@ -110,14 +110,14 @@ def run_sft(args: WebSFTArguments, training_args: SECSFTConfig, model_args: Mode
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
-        callbacks=[ComputeCallback(stage="sft", base=traces_compute_file(args.traces))],
+        callbacks=[ComputeCallback(stage="sft", base=_traces_compute_file(args.traces))],
     )
     trainer.train(resume_from_checkpoint=_last_checkpoint(training_args))
     trainer.save_model(training_args.output_dir)
     return trainer
 
 
-def traces_compute_file(traces: str | os.PathLike[str]) -> str:
+def _traces_compute_file(traces: str | os.PathLike[str]) -> str:
     """The teacher's ``compute.json`` next to the traces (written by collection), so SFT's ledger carries it."""
     file = Path(traces) / "compute.json"
     return str(file) if file.is_file() else "auto"
