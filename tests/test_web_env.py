@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from text_world import ELEMENT, text_policy
 
 from sec_rl.web import (
     EnvironmentPool,
@@ -24,39 +25,6 @@ from sec_rl.web import (
 )
 from sec_rl.web.evaluate import EpisodeResult, ModelAgent, bootstrap_interval, evaluate, run_episodes, score
 from sec_rl.web.observation import truncate
-
-# -- a scripted policy that reads the rendered prompt --------------------------------------------------
-ELEMENT = re.compile(r"\[(\w+)\] (\w+) '([^']*)'(.*)")
-
-
-def section(text: str, title: str) -> str:
-    match = re.search(rf"# {title}[^\n]*\n(.*?)(?=\n# |\Z)", text, re.DOTALL)
-    return match.group(1) if match else ""
-
-
-def text_policy(messages: list[dict]) -> str:
-    """Solves TextEnvironment's tasks from the user message alone (goal + accessibility tree)."""
-    user = messages[-1]["content"]
-    goal, page = section(user, "Goal"), section(user, "Current page")
-    elements = [(bid, role, name, rest) for bid, role, name, rest in ELEMENT.findall(page)]
-
-    def bid_of(role: str, name: str) -> str:
-        return next(b for b, r, n, _ in elements if r == role and n == name)
-
-    if goal.startswith("Click on the"):
-        label = re.search(r'"(.+?)"', goal).group(1)
-        return f"Thought: I click it.\nAction: click('{bid_of('button', label)}')"
-    if goal.startswith("Enter"):
-        word = re.search(r'"(.+?)"', goal).group(1)
-        textbox = next((b, rest) for b, r, _, rest in elements if r == "textbox")
-        if f"value='{word}'" not in textbox[1]:
-            return f"Action: fill('{textbox[0]}', '{word}')"
-        return f"Action: click('{bid_of('button', 'Submit')}')"
-    wanted = re.match(r"Select (.+) and click Submit\.", goal).group(1).split(" and ")
-    for bid, role, name, rest in elements:
-        if role == "checkbox" and name in wanted and "checked='false'" in rest:
-            return f"Action: click('{bid}')"
-    return f"Action: click('{bid_of('button', 'Submit')}')"
 
 
 def children() -> list[psutil.Process]:
