@@ -193,7 +193,9 @@ def _build_student(config: WebDemoConfig, dataset: Any, path: Path) -> None:
     )
 
 
-def _common_training_args(config: WebDemoConfig, output_dir: Path, logging_steps: int) -> dict[str, Any]:
+def _common_training_args(
+    config: WebDemoConfig, output_dir: Path, logging_steps: int, curriculum_temperature: float
+) -> dict[str, Any]:
     return {
         "output_dir": str(output_dir),
         "use_cpu": True,
@@ -205,7 +207,7 @@ def _common_training_args(config: WebDemoConfig, output_dir: Path, logging_steps
         "gradient_checkpointing": False,
         "curriculum": config.curriculum,
         "curriculum_column": ["task"],
-        "curriculum_temperature": config.curriculum_temperature,
+        "curriculum_temperature": curriculum_temperature,
         "curriculum_seed": config.seed,
     }
 
@@ -224,9 +226,8 @@ def _sft(config: WebDemoConfig, student_dir: Path, output_dir: Path) -> None:
         warmup_steps=10,
         max_length=4096,
         curriculum_kwargs={"unsampled": "keep"},  # a task not drawn keeps its loss-based value
-        **_common_training_args(config, output_dir, logging_steps=25),
+        **_common_training_args(config, output_dir, 25, config.sft_curriculum_temperature),
     )
-    args.curriculum_temperature = config.sft_curriculum_temperature
     run_sft(WebSFTArguments(traces=str(output_dir.parent / "traces")), args, ModelConfig(str(student_dir)))
 
 
@@ -247,7 +248,7 @@ def _grpo(config: WebDemoConfig, sft_dir: Path, output_dir: Path) -> None:
         web_num_workers=config.num_workers,
         web_sample_mode="episode",
         **_prompt_kwargs(config),
-        **_common_training_args(config, output_dir, logging_steps=4),
+        **_common_training_args(config, output_dir, 4, config.curriculum_temperature),
     )
     goals = WebGRPOArguments(tasks=config.tasks, num_seeds=config.collect_seeds)
     run_grpo(goals, args, ModelConfig(str(sft_dir)))
