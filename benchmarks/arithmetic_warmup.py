@@ -19,6 +19,7 @@ from transformers.utils import logging as hf_logging
 from trl import SFTConfig, SFTTrainer
 
 from sec_rl.models import build_tiny_model_and_tokenizer
+from sec_rl.provenance import describe_environment
 from sec_rl.tasks import evaluate_accuracy, make_arithmetic_dataset, sft_examples, tokenizer_corpus
 
 
@@ -91,6 +92,7 @@ def main() -> None:
     print(
         f"warm-up: {args.steps} steps x {args.batch_size} in {train_s:.1f}s ({train_s / args.steps * 1e3:.0f} ms/step)"
     )
+    print(f"environment: {describe_environment()}")
     if args.output_dir:
         model.save_pretrained(args.output_dir)
         tokenizer.save_pretrained(args.output_dir)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sec_rl.diagnosis import RunResult, diagnose, diagnose_all, load_space
+from sec_rl.provenance import describe_environment
 
 
 def synthetic_sweep(n: int, seed: int = 0) -> list[RunResult]:
@@ -64,6 +65,7 @@ def main() -> None:
         ),
     }
     print(f"{args.runs} runs, {args.resamples} resamples, median of {args.repeats} repeats")
+    print(f"environment: {describe_environment()}")
     for name, fn in cases.items():
         first, median = timed(fn, args.repeats)
         print(f"  {name:<42} {median:6.2f} s   (first call {first:.2f} s)")

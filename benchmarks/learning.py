@@ -15,8 +15,9 @@ against ``random`` are paired by seed and get percentile-bootstrap 95% intervals
 
 Runs whose result file exists are skipped, so an interrupted study resumes where it stopped. A strategy is a
 registry name with optional parameters, ``name:key=value,...``; ``signal=raw_advantages`` (the config's
-``curriculum_signal``) and ``spg=N`` (``steps_per_generation``: one generation batch of N times the rollouts feeds N
-optimizer steps, which removes the curriculum's one-batch lag) are understood besides the strategy's own parameters.
+``curriculum_signal``), ``spg=N`` (``steps_per_generation``: one generation batch of N times the rollouts feeds N
+optimizer steps), ``pools=1`` (``curriculum_pools``) and ``dynamic=filter|replace,batches=N`` (``dynamic_sampling``)
+are understood besides the strategy's own parameters.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from typing import Any
 
 import numpy as np
 from simulated_learner import parse_strategy  # same "name:key=value,..." syntax as that benchmark
+
+from sec_rl.provenance import describe_environment, environment_info
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "learning"
@@ -165,6 +168,7 @@ def warm_up(seed: int, settings: Settings, work_dir: Path) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "parameters": sum(p.numel() for p in model.parameters()),
         "settings": asdict(settings),
+        "environment": environment_info(),
     }
     (work_dir / "warmup.json").write_text(json.dumps(info, indent=2))
     return info
@@ -191,6 +195,9 @@ def train_one(seed: int, spec: str, settings: Settings, warm_dir: Path, result_p
     name, params = parse_strategy(spec)
     signal = params.pop("signal", "advantages")
     steps_per_generation = params.pop("spg", None)
+    pools = True if params.pop("pools", None) else None  # "sec:pools=1": difficulty pools inside each level
+    dynamic = params.pop("dynamic", "none")  # "random:dynamic=filter,batches=2": DAPO filter-and-refill
+    max_batches = int(params.pop("batches", 3))
     model = AutoModelForCausalLM.from_pretrained(warm_dir)
     tokenizer = AutoTokenizer.from_pretrained(warm_dir)
     train = make_chain_sum_dataset(settings.train_levels, settings.train_per_level, seed=1_000 + seed)
@@ -218,10 +225,12 @@ def train_one(seed: int, spec: str, settings: Settings, warm_dir: Path, result_p
         curriculum_kwargs=params or None,
         curriculum_signal=signal,
         max_steps=settings.steps,
+        curriculum_pools=pools,
+        dynamic_sampling=dynamic,
+        dynamic_sampling_max_batches=max_batches,
         # spg=k: one generation batch of k x (prompts_per_step x G) rollouts feeds k optimizer steps of the usual
-        # size (same rollouts per step and in total, k times fewer curriculum updates). The data loader then draws
-        # the next generation batch after this one's update: no lag. (With gradient accumulation instead, the
-        # Trainer fetches all micro-batches of a step at once and the prefetch still runs one batch ahead.)
+        # size (same rollouts per step and in total, k times fewer curriculum updates). Each generation batch is
+        # drawn when it is generated, after every update before it, in any layout.
         per_device_train_batch_size=batch,
         steps_per_generation=steps_per_generation,
         num_generations=settings.num_generations,
@@ -256,6 +265,8 @@ def train_one(seed: int, spec: str, settings: Settings, warm_dir: Path, result_p
         "settings": asdict(settings),
         "seconds": time.perf_counter() - started,
         "curriculum_state": trainer.curriculum.state_dict(),
+        "generation_batches": trainer.generation_batches,  # > steps with dynamic sampling (refills)
+        "environment": environment_info(),
         **history,
     }
     result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -502,6 +513,7 @@ def share_table(results: list[dict[str, Any]], settings: Settings) -> str:
 def write_summary(args: argparse.Namespace, settings: Settings) -> None:
     out = Path(args.out)
     results = [r for r in load_results(out) if r["strategy"] in args.strategies and r["seed"] in args.seeds]
+    environment = environment_info()  # the summary's; each run's own is in its result file
     if not results:
         print(f"no results under {out}")
         return
@@ -536,10 +548,12 @@ def write_summary(args: argparse.Namespace, settings: Settings) -> None:
         f"Run time: warm-up {np.mean([w['seconds'] for w in warm]):.0f} s per seed, GRPO run "
         f"{np.median([r['seconds'] for r in results]):.0f} s median (with evaluations).",
         "",
+        f"Environment of this summary: {describe_environment(environment)}.",
+        "",
     ]
     tag = f"_{args.tag}" if args.tag else ""
     (out / f"results{tag}.md").write_text("\n".join(lines))
-    summary_json = {"settings": asdict(settings), "final": summary, "final_last3": smooth}
+    summary_json = {"settings": asdict(settings), "final": summary, "final_last3": smooth, "environment": environment}
     (out / f"summary{tag}.json").write_text(json.dumps(summary_json, indent=2))
     paths = plot(results, settings, out, tag)
     if args.docs:

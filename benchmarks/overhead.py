@@ -22,6 +22,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from sec_rl import SECGRPOConfig, SECGRPOTrainer
 from sec_rl.models.tiny import build_tiny_model_and_tokenizer
+from sec_rl.provenance import environment_info
 from sec_rl.tasks.arithmetic import arithmetic_reward, make_arithmetic_dataset, tokenizer_corpus
 
 
@@ -100,6 +101,7 @@ def main() -> None:
         table.add_column(column)
     table.add_row(f"{result['grpo_step_s']:.4f}", f"{result['sec_step_s']:.4f}", f"{result['ratio_of_medians']:.3f}")
     Console().print(table)
+    result["environment"] = environment_info()
     Path(cli.out).parent.mkdir(parents=True, exist_ok=True)
     Path(cli.out).write_text(json.dumps(result, indent=2))
 

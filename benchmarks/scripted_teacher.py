@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from sec_rl.pipeline.scripted import ScriptedTeacher
+from sec_rl.provenance import environment_info
 from sec_rl.web.evaluate import LAYOUTS, evaluate
 from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS, TRAIN_TASKS
 
@@ -65,6 +66,7 @@ def main() -> None:
         print(f"below the threshold: {', '.join(unsolved)}")
     if args.json is not None:
         payload = {**report.to_dict(), "solved": solved, "wall_s": wall, "layout": args.layout, "seeds": args.seeds}
+        payload["environment"] = environment_info()
         args.json.write_text(json.dumps(payload, indent=2))
 
 

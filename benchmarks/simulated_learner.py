@@ -10,6 +10,11 @@ while fewer than half of the runs are censored, and is shown as ``> max-steps`` 
     python benchmarks/simulated_learner.py                       # the seven strategies + SEC at tau 0.4, 0.2
     python benchmarks/simulated_learner.py --scale-rewards none --out benchmarks/results/simulated_learner/none
     python benchmarks/simulated_learner.py --sweep                # SEC / random ratio as the simulator changes
+    python benchmarks/simulated_learner.py --strategies random sec+pools sec+filter=4 difficulty_pools
+
+A strategy is a registry name with parameters (``sec:temperature=0.2``), optionally followed by ``+pools``
+(difficulty pools inside each level) and ``+filter`` or ``+filter=N`` (DAPO's filter-and-refill, at most N extra
+generation batches per step, 4 by default); every generated rollout is counted.
 
 Writes ``results.md`` (table), ``results.json`` (every run) and ``simulated_learner.png`` to ``--out``.
 """
@@ -32,13 +37,39 @@ from typing import Any
 
 import numpy as np
 
+from sec_rl.curriculum.pools import DifficultyPools
+from sec_rl.provenance import describe_environment, environment_info
 from sec_rl.simulation import LearnerConfig, SimulatedLearner, simulate
 
-STRATEGIES = ("sec", "random", "ordered", "reverse", "dump", "target_success", "learning_progress")
-#: The registry's strategies with their defaults, plus SEC at the paper's MATH and multi-domain temperatures.
-DEFAULT_STRATEGIES = (*STRATEGIES, "sec:temperature=0.4", "sec:temperature=0.2")
+#: SEC as the paper describes it (Boltzmann over the raw values); plain ``sec`` divides the values by their spread.
+PAPER_SEC = "sec:value_scale=none"
+STRATEGIES = (PAPER_SEC, "random", "ordered", "reverse", "dump", "target_success", "learning_progress")
+#: The registry's other strategies with their defaults, plus the paper's SEC at its MATH and multi-domain temperatures.
+DEFAULT_STRATEGIES = (*STRATEGIES, f"{PAPER_SEC},temperature=0.4", f"{PAPER_SEC},temperature=0.2")
 #: Compared with random in every setting of ``--sweep``.
-SWEEP_STRATEGIES = ("sec", "sec:temperature=0.4", "sec:temperature=0.2", "dump", "target_success")
+SWEEP_STRATEGIES = (
+    PAPER_SEC,
+    f"{PAPER_SEC},temperature=0.4",
+    f"{PAPER_SEC},temperature=0.2",
+    "dump",
+    "target_success",
+)
+#: The comparison of docs/which-strategy.md (``--which``): SEC as published and as now, pools, dynamic sampling.
+WHICH_STRATEGIES = (
+    "random",
+    PAPER_SEC,
+    f"{PAPER_SEC},selection=normalized_q,objective=unnormalized_adv",
+    "sec",
+    "sec:temperature=0.5",
+    "target_success",
+    "difficulty_pools",
+    "random+pools",
+    "sec+pools",
+    "random+filter",
+    "random+filter=1",
+    "sec+filter=1",
+    "difficulty_pools+filter=1",
+)
 REFERENCE = "random"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "simulated_learner"
 
@@ -56,6 +87,22 @@ def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), params
 
 
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"sec:temperature=0.2+pools+filter=4"`` -> ``("sec:temperature=0.2", {"pools": True, "max_refills": 4})``."""
+    strategy, *extras = spec.split("+")
+    options: dict[str, Any] = {"pools": False, "dynamic_sampling": "none", "max_refills": 4}
+    for extra in extras:
+        key, _, value = extra.strip().partition("=")
+        if key == "pools" and not value:
+            options["pools"] = True
+        elif key == "filter":
+            options["dynamic_sampling"] = "filter"
+            options["max_refills"] = int(value) if value else 4
+        else:
+            raise ValueError(f"strategy {spec!r}: unknown option {extra!r}; options are '+pools' and '+filter[=N]'.")
+    return strategy.strip(), options
+
+
 def _literal(text: str) -> Any:
     for cast in (int, float):
         try:
@@ -66,11 +113,12 @@ def _literal(text: str) -> Any:
 
 
 def build_curriculum(spec: str, learner: SimulatedLearner, max_steps: int):
-    from sec_rl.curriculum import make_curriculum  # imported late: the registry is only needed to run
+    from sec_rl.curriculum import POOL_STRATEGIES, POOLS, make_curriculum  # late: only needed to run
 
-    name, params = parse_strategy(spec)
+    name, params = parse_strategy(parse_spec(spec)[0])
     sizes = np.bincount(learner.problem_category, minlength=len(learner.categories)).tolist()
-    return make_curriculum(name, learner.categories, sizes=sizes, total_updates=max_steps, **params)
+    categories = list(POOLS) if name in POOL_STRATEGIES else learner.categories
+    return make_curriculum(name, categories, sizes=sizes, total_updates=max_steps, **params)
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -90,6 +138,7 @@ def run_one(spec: str, seed: int, setting: Setting, keep_curves: bool = True) ->
     """One training run; the learner's problems depend on ``seed`` only, so every strategy meets the same ones."""
     learner = SimulatedLearner(setting.config, seed=np.random.SeedSequence([seed, 0]))
     curriculum = build_curriculum(spec, learner, setting.max_steps)
+    options = parse_spec(spec)[1]
     trajectory = simulate(
         curriculum,
         learner,
@@ -100,12 +149,22 @@ def run_one(spec: str, seed: int, setting: Setting, keep_curves: bool = True) ->
         seed=np.random.SeedSequence([seed, 1]),
         target=setting.target,
         stop_at_target=not keep_curves,
+        pools=DifficultyPools() if options["pools"] else None,
+        dynamic_sampling=options["dynamic_sampling"],
+        max_refills=options["max_refills"],
     )
     reached = trajectory.steps_to_target
+    per_step = setting.batch_size * setting.group_size
+    levels = trajectory.level_steps_to_target()
     out: dict[str, Any] = {
         "strategy": spec,
         "seed": seed,
         "steps": math.inf if reached is None else float(reached),
+        # rollouts generated until the target (every extra generation of dynamic sampling included)
+        "rollouts": math.inf if reached is None else float(trajectory.rollouts_until(reached)),
+        "level_steps": [math.inf if s is None else float(s) for s in levels],
+        # generated rollouts per step relative to plain GRPO's batch_size * group_size
+        "cost": float(trajectory.rollouts[: reached or None].mean() / per_step),
         # share of GRPO groups with a learning signal, over the steps until the target (or the whole run)
         "informative": float(trajectory.informative[: reached or None].mean()),
     }
@@ -127,6 +186,9 @@ class BenchmarkResult:
     setting: Setting
     steps: dict[str, np.ndarray]  # (seeds,) steps to target per strategy, inf when censored
     informative: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds,) share of non-uniform groups
+    rollouts: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds,) rollouts to target, inf when censored
+    level_steps: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds, K) steps until each level's target
+    cost: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds,) rollouts per step / (batch x group)
     hardest: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds, max_steps + 1) hardest-level success
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # (max_steps, K) of the first seed
     final_success: dict[str, np.ndarray] = field(default_factory=dict)  # (seeds, K) after max_steps
@@ -159,6 +221,9 @@ def run_benchmark(
     for spec in strategies:
         mine = [r for r in runs if r["strategy"] == spec]
         result.steps[spec] = np.array([r["steps"] for r in mine])
+        result.rollouts[spec] = np.array([r["rollouts"] for r in mine])
+        result.level_steps[spec] = np.array([r["level_steps"] for r in mine])
+        result.cost[spec] = np.array([r["cost"] for r in mine])
         result.informative[spec] = np.array([r["informative"] for r in mine])
         if keep_curves:
             result.hardest[spec] = np.stack([r["hardest"] for r in mine])
@@ -247,8 +312,30 @@ def summarize(result: BenchmarkResult, n_boot: int = 10_000, reference: str = RE
             cap = result.setting.max_steps
             ratio, rlo, rhi = bootstrap_ratio(x, y, n_boot, np.random.default_rng([i, 2]), cap=cap)
             row.update(ratio=ratio, ratio_low=rlo, ratio_high=rhi, ratio_bound=ratio_bound(x, y))
+        if result.rollouts:
+            row["rollouts"] = float(_median(result.rollouts[spec]))
+            row["cost"] = float(np.median(result.cost[spec]))
+            if reference in result.rollouts:
+                row.update(paired_rollouts(result.rollouts[spec], result.rollouts[reference], n_boot, i))
         rows.append(row)
     return rows
+
+
+def paired_rollouts(x: np.ndarray, y: np.ndarray, n_boot: int, i: int) -> dict[str, float]:
+    """Rollouts to target against the reference, paired by seed: median of per-seed ratios and differences.
+
+    Both get :func:`bootstrap_median`'s percentile interval (seeds resampled). A censored run (inf) makes its
+    seed's ratio and difference inf (or NaN when both are censored, dropped), which a median tolerates while
+    fewer than half the seeds are censored.
+    """
+    with np.errstate(invalid="ignore"):
+        ratios, diffs = x / y, x - y
+    keep = ~np.isnan(ratios)
+    ratio = bootstrap_median(ratios[keep], n_boot, np.random.default_rng([i, 3]))
+    diff = bootstrap_median(diffs[keep], n_boot, np.random.default_rng([i, 4]))
+    return dict(zip(("paired_ratio", "paired_ratio_low", "paired_ratio_high"), ratio)) | dict(
+        zip(("paired_diff", "paired_diff_low", "paired_diff_high"), diff)
+    )
 
 
 # -- reporting -------------------------------------------------------------------------------------
@@ -274,17 +361,40 @@ def table_rows(rows: list[dict[str, Any]], max_steps: int) -> list[list[str]]:
     out = []
     for r in rows:
         ratio = ratio_cell(r) if "ratio" in r else ""
-        out.append(
-            [
-                r["strategy"],
-                f"{r['reached']}/{r['runs']}",
-                _steps(r["median"], max_steps),
-                f"[{_steps(r['ci_low'], max_steps)}, {_steps(r['ci_high'], max_steps)}]",
-                ratio,
-                f"{100 * r['informative']:.0f}%",
-            ]
-        )
+        cells = [
+            r["strategy"],
+            f"{r['reached']}/{r['runs']}",
+            _steps(r["median"], max_steps),
+            f"[{_steps(r['ci_low'], max_steps)}, {_steps(r['ci_high'], max_steps)}]",
+            ratio,
+            f"{100 * r['informative']:.0f}%",
+        ]
+        if "rollouts" in r:
+            cells += [_thousands(r["rollouts"]), f"{r['cost']:.2f}"]
+            if "paired_ratio" in r:
+                cells += [
+                    f"{_ratio(r['paired_ratio'])} [{_ratio(r['paired_ratio_low'])}, {_ratio(r['paired_ratio_high'])}]",
+                    f"{_thousands(r['paired_diff'])} [{_thousands(r['paired_diff_low'])}, "
+                    f"{_thousands(r['paired_diff_high'])}]",
+                ]
+        out.append(cells)
     return out
+
+
+def _thousands(value: float) -> str:
+    """Rollouts in thousands (``12.3k``); ``inf`` for censored."""
+    return "inf" if math.isinf(value) else "n/a" if math.isnan(value) else f"{value / 1000:+.1f}k".lstrip("+")
+
+
+def level_table(result: BenchmarkResult) -> str:
+    """Median steps until each level reaches the target (``> max`` when more than half the runs never did)."""
+    k = result.setting.config.num_categories
+    header = ["strategy", *[f"L{c + 1}" for c in range(k)]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * k]) + "|"]
+    for spec in result.strategies:
+        medians = _median(result.level_steps[spec].T, axis=1)
+        lines.append("| " + " | ".join([spec, *[_steps(m, result.setting.max_steps) for m in medians]]) + " |")
+    return "\n".join(lines)
 
 
 HEADER = [
@@ -294,6 +404,10 @@ HEADER = [
     "95% CI",
     f"median / {REFERENCE} [95% CI]",
     "groups with signal",
+    "rollouts to target",
+    "generation cost",
+    f"rollouts / {REFERENCE}, paired [95% CI]",
+    f"rollouts - {REFERENCE}, paired [95% CI]",
 ]
 
 
@@ -335,15 +449,24 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], result: BenchmarkResu
         "",
         markdown_table(rows, result.setting.max_steps),
         "",
+        f"Median steps until each level reaches {result.setting.target:g}:",
+        "",
+        level_table(result),
+        "",
         f"Medians with percentile-bootstrap 95% intervals (10,000 resamples); `> {result.setting.max_steps}` marks "
         "censored values (runs that never reached the target count as longer than every run that did). A ratio "
         "written `> r` or `< r` is a bound: one of the two medians is censored and counts as the run length. "
         "Groups with signal: median over seeds of the share of GRPO groups whose rewards are not all equal "
-        "(non-zero advantages), over the steps until the target.",
+        "(non-zero advantages), over the steps until the target. Rollouts to target: median over seeds of every "
+        "rollout generated until the hardest level reached the target; generation cost: rollouts generated per step "
+        "over batch x group (1.00 without dynamic sampling); paired columns: median over seeds of the per-seed "
+        "ratio and difference to random, with percentile-bootstrap 95% intervals (seeds resampled).",
         "",
         f"Command: `{command}`",
         "",
         f"Wall time: {result.wall_s:.1f} s of simulation ({_machine()}).",
+        "",
+        f"Environment: {describe_environment()}.",
         "",
     ]
     path.write_text("\n".join(text))
@@ -366,8 +489,12 @@ def write_json(path: Path, rows: list[dict[str, Any]], result: BenchmarkResult, 
         "seeds": result.seeds,
         "summary": [{k: clean(v) for k, v in row.items()} for row in rows],
         "steps": {s: [clean(float(v)) for v in x] for s, x in result.steps.items()},
+        "rollouts": {s: [clean(float(v)) for v in x] for s, x in result.rollouts.items()},
+        "level_steps": {s: [[clean(float(v)) for v in row] for row in x] for s, x in result.level_steps.items()},
+        "cost": {s: np.round(x, 4).tolist() for s, x in result.cost.items()},
         "informative": {s: np.round(x, 4).tolist() for s, x in result.informative.items()},
         "final_success": {s: np.round(x, 4).tolist() for s, x in result.final_success.items()},
+        "environment": environment_info(),
     }
     path.write_text(json.dumps(data, indent=1) + "\n")
 
@@ -379,7 +506,7 @@ def plot(path: Path, result: BenchmarkResult) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sec_specs = [s for s in result.strategies if parse_strategy(s)[0] == "sec"]
+    sec_specs = [s for s in result.strategies if parse_strategy(parse_spec(s)[0])[0] == "sec"]
     panels = 1 + len(sec_specs)
     cols = min(panels, 2)
     rows = math.ceil(panels / cols)
@@ -393,7 +520,7 @@ def plot(path: Path, result: BenchmarkResult) -> None:
     for i, spec in enumerate(result.strategies):
         curves = result.hardest[spec]
         q25, q50, q75 = np.quantile(curves, [0.25, 0.5, 0.75], axis=0)
-        is_sec = parse_strategy(spec)[0] == "sec"
+        is_sec = parse_strategy(parse_spec(spec)[0])[0] == "sec"
         color = colors[i % len(colors)]
         ax.plot(steps, q50, label=spec, color=color, lw=1.8 if is_sec else 1.1, ls="-" if i < 10 else "--")
         ax.fill_between(steps, q25, q75, color=color, alpha=0.15, lw=0)
@@ -483,12 +610,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
     parser.add_argument("--sweep", action="store_true", help="ratio to random across simulator settings instead")
+    parser.add_argument("--which", action="store_true", help="the strategies of docs/which-strategy.md")
     args = parser.parse_args(None if argv is None else list(argv))
 
     if args.max_steps is None:
         args.max_steps = 3000 if args.sweep else 1000
     if args.strategies is None:
-        args.strategies = list(SWEEP_STRATEGIES if args.sweep else DEFAULT_STRATEGIES)
+        default = SWEEP_STRATEGIES if args.sweep else WHICH_STRATEGIES if args.which else DEFAULT_STRATEGIES
+        args.strategies = list(default)
     config = replace(LearnerConfig(), num_categories=args.levels, gap=args.gap, transfer=args.transfer)
     setting = Setting(config, args.max_steps, args.batch_size, args.group_size, args.scale_rewards, args.target)
     command = shlex.join(["python", "benchmarks/simulated_learner.py", *(sys.argv[1:] if argv is None else argv)])

@@ -37,6 +37,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from sec_rl.provenance import environment_info
 from sec_rl.web import EnvironmentPool
 from sec_rl.web.env import BrowserGymEnvironment
 
@@ -306,6 +307,7 @@ def main() -> None:
         if part in parts:
             result[part] = measure(args) | {"command": command, "machine": machine}
             result[part]["machine"]["load_average_end"] = os.getloadavg()
+    result["environment"] = environment_info()
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=1))
     console.print(f"wrote {output}")

@@ -368,7 +368,10 @@ def main() -> None:
         )  # fmt: skip
     Console(width=120).print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "results": results}, indent=2))
+    from sec_rl.provenance import environment_info
+
+    payload = {"settings": vars(args), "results": results, "environment": environment_info()}
+    Path(args.out).write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

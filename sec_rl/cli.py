@@ -41,9 +41,11 @@ def demo_main(argv: list[str] | None = None) -> int:
         from sec_rl.demo.web import run_web_demo as run
 
         description = (
-            "The web-agent demo (default): a scripted teacher collects MiniWoB++ traces in a real browser, a tiny "
-            "student learns them by SFT with the SEC curriculum, then SEC-GRPO over live episodes; every stage is "
-            "evaluated on held-out goals and tasks. --domain arithmetic runs the synthetic-task demo instead."
+            "The web-agent demo (default): a scripted teacher collects MiniWoB++ traces in a real browser, a "
+            "student (a tiny model built on the spot, or --student smollm2-135m: the pretrained "
+            "SmolLM2-135M-Instruct) learns them by SFT with the SEC curriculum, then SEC-GRPO over live episodes; "
+            "every stage is evaluated on held-out goals and tasks. --domain arithmetic runs the synthetic-task demo "
+            "instead."
         )
     else:
         print(f"sec-rl demo: unknown --domain {domain!r}: use 'web' (default) or 'arithmetic'.", file=sys.stderr)

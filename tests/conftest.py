@@ -44,14 +44,16 @@ def browser_missing() -> str | None:
     return None
 
 
-def run_two_processes(script: str, model_dir: str, output_dir: Path, max_steps: int) -> list[dict]:
+def run_two_processes(
+    script: str, model_dir: str, output_dir: Path, max_steps: int, extra: tuple[str, ...] = ()
+) -> list[dict]:
     """Run ``tests/scripts/<script>`` on 2 CPU processes under ``accelerate launch``; each rank's JSON report."""
     output_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         str(Path(__file__).parent / "scripts" / script),
-        "--model", model_dir, "--output_dir", str(output_dir), "--max_steps", str(max_steps),
+        "--model", model_dir, "--output_dir", str(output_dir), "--max_steps", str(max_steps), *extra,
     ]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -59,3 +61,19 @@ def run_two_processes(script: str, model_dir: str, output_dir: Path, max_steps: 
     reports = [json.loads((output_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in reports] == [2, 2]
     return reports
+
+
+def record_draws(trainer) -> list[tuple[int, list[int]]]:
+    """Spy on the trainer's curriculum sampler: (updates made before the draw, indices drawn) for every draw."""
+    draws: list[tuple[int, list[int]]] = []
+    draw = trainer.curriculum_sampler.draw
+
+    def spy(n: int) -> list[int]:
+        seen = trainer.curriculum.num_updates
+        indices = draw(n)
+        draws.append((seen, list(indices)))
+        return indices
+
+    trainer.curriculum_sampler.draw = spy
+    return draws
+

@@ -10,14 +10,21 @@ import pytest
 
 from sec_rl.curriculum import (
     CURRICULA,
+    POOL_STRATEGIES,
+    POOLS,
+    DifficultyPoolCurriculum,
+    DifficultyPools,
     DUMPCurriculum,
     LearningProgressCurriculum,
     OrderedCurriculum,
+    ProblemDifficulty,
     RandomCurriculum,
     SelfEvolvingCurriculum,
     TargetSuccessCurriculum,
     arm_key,
     make_curriculum,
+    split_arm_key,
+    upgrade_curriculum_state,
 )
 
 ARMS = ["a", "b", "c"]
@@ -42,24 +49,28 @@ def sec_abs_adv_steps(curriculum: SelfEvolvingCurriculum) -> None:
 
 
 def test_sec_decay_boltzmann_by_hand():
-    sec = SelfEvolvingCurriculum(ARMS, alpha=0.5, temperature=1.0, unsampled="decay")
+    sec = SelfEvolvingCurriculum(ARMS, alpha=0.5, temperature=1.0, unsampled="decay", value_scale="none")
     assert probs(sec) == pytest.approx([1 / 3] * 3)  # Q = 0 everywhere
     sec.update(["a", "a", "b"], [0.8, -0.4, 0.2])
     # Q = 0.5 * r + 0.5 * 0 = [0.5*0.6, 0.5*0.2, 0.5*0] = [0.3, 0.1, 0.0]
     assert sec.q_values.tolist() == pytest.approx([0.3, 0.1, 0.0])
     assert probs(sec) == pytest.approx(boltzmann([0.3, 0.1, 0.0], 1.0))
     sec.update(["a", "c"], [float("nan"), 1.0])
-    # decay: absent arms get r = 0. Q = [0.5*0 + 0.5*0.3, 0.5*0 + 0.5*0.1, 0.5*1.0 + 0.5*0] = [0.15, 0.05, 0.5]
-    assert sec.q_values.tolist() == pytest.approx([0.15, 0.05, 0.5])
-    # p(a) = exp(0.15) / (exp(0.15) + exp(0.05) + exp(0.5))
-    expected_a = math.exp(0.15) / (math.exp(0.15) + math.exp(0.05) + math.exp(0.5))
+    # decay: the absent arm b gets r = 0; a was drawn but its only rollout is NaN (an environment error, say):
+    # it keeps its value. Q = [0.3, 0.5*0 + 0.5*0.1, 0.5*1.0 + 0.5*0] = [0.3, 0.05, 0.5]
+    assert sec.uninformative == {"a"}
+    assert sec.q_values.tolist() == pytest.approx([0.3, 0.05, 0.5])
+    # p(a) = exp(0.3) / (exp(0.3) + exp(0.05) + exp(0.5))
+    expected_a = math.exp(0.3) / (math.exp(0.3) + math.exp(0.05) + math.exp(0.5))
     assert probs(sec)[0] == pytest.approx(expected_a)
-    assert probs(sec) == pytest.approx(boltzmann([0.15, 0.05, 0.5], 1.0))
+    assert probs(sec) == pytest.approx(boltzmann([0.3, 0.05, 0.5], 1.0))
     assert sec.counts.tolist() == [2, 1, 1]  # the NaN advantage is not counted
+    sec.update(["b"], [0.4])  # a is absent now: it decays as usual
+    assert sec.q_values.tolist() == pytest.approx([0.15, 0.225, 0.25])
 
 
 def test_sec_keep_boltzmann_by_hand():
-    sec = SelfEvolvingCurriculum(ARMS, alpha=0.5, temperature=0.4, unsampled="keep")
+    sec = SelfEvolvingCurriculum(ARMS, alpha=0.5, temperature=0.4, unsampled="keep", value_scale="none")
     sec_abs_adv_steps(sec)
     # step 1 as above: Q = [0.3, 0.1, 0.0]; step 2 keeps a and b, Q_c = 0.5*1.0 + 0.5*0 = 0.5
     assert sec.q_values.tolist() == pytest.approx([0.3, 0.1, 0.5])
@@ -92,7 +103,8 @@ def test_sec_epsilon_greedy_splits_ties():
 
 
 def progress_steps(curriculum) -> None:
-    # step 1: mean reward a = (1+0)/2 = 0.5, b = 0.0 (first visits: r = 0)
+    # step 1: mean reward a = (1+0)/2 = 0.5, b = 0.0; first visits score their mean reward against the
+    # official code's reference of 0: r_a = 0.5 - 0 = 0.5, r_b = 0.0 - 0 = 0.0
     curriculum.update(["a", "a", "b"], [0.5, -0.5, 0.0], rewards=[1.0, 0.0, 0.0])
     # step 2: a = 1.0 -> r_a = 1.0 - 0.5 = 0.5; b = (1+1)/2 = 1.0 -> r_b = 1.0 - 0.0 = 1.0; c absent
     curriculum.update(["a", "b", "b"], [0.0, 0.0, 0.0], rewards=[1.0, 1.0, 1.0])
@@ -101,24 +113,48 @@ def progress_steps(curriculum) -> None:
 
 
 def test_sec_progress_keep_by_hand():
-    sec = SelfEvolvingCurriculum(ARMS, objective="progress", unsampled="keep", temperature=1.0)
+    sec = SelfEvolvingCurriculum(ARMS, objective="progress", unsampled="keep", temperature=1.0, value_scale="none")
     assert sec.needs_rewards
     progress_steps(sec)
-    # step 1: Q = [0, 0, 0]
-    # step 2: Q_a = 0.5*0.5 + 0.5*0 = 0.25, Q_b = 0.5*1.0 + 0.5*0 = 0.5
-    # step 3: Q_a = 0.5*(-1.0) + 0.5*0.25 = -0.375, Q_b kept 0.5, Q_c kept 0
-    assert sec.q_values.tolist() == pytest.approx([-0.375, 0.5, 0.0])
-    assert probs(sec) == pytest.approx(boltzmann([-0.375, 0.5, 0.0], 1.0))
+    # step 1: Q_a = 0.5*0.5 + 0.5*0 = 0.25, Q_b = 0.5*0.0 = 0
+    # step 2: Q_a = 0.5*0.5 + 0.5*0.25 = 0.375, Q_b = 0.5*1.0 + 0.5*0 = 0.5
+    # step 3: Q_a = 0.5*(-1.0) + 0.5*0.375 = -0.3125, Q_b kept 0.5, Q_c kept 0
+    assert sec.q_values.tolist() == pytest.approx([-0.3125, 0.5, 0.0])
+    assert probs(sec) == pytest.approx(boltzmann([-0.3125, 0.5, 0.0], 1.0))
     assert sec.last_mean_rewards.tolist()[:2] == [0.0, 1.0] and math.isnan(sec.last_mean_rewards[2])
 
 
 def test_sec_progress_decay_by_hand():
-    sec = SelfEvolvingCurriculum(ARMS, objective="progress", unsampled="decay", temperature=0.2)
+    sec = SelfEvolvingCurriculum(ARMS, objective="progress", unsampled="decay", temperature=0.2, value_scale="none")
     progress_steps(sec)
-    # step 2 as above: Q = [0.25, 0.5, 0]; step 3: Q_a = -0.375, Q_b = 0.5*0 + 0.5*0.5 = 0.25, Q_c = 0
-    assert sec.q_values.tolist() == pytest.approx([-0.375, 0.25, 0.0])
-    # tau = 0.2: scores / tau = [-1.875, 1.25, 0]
-    assert probs(sec) == pytest.approx(boltzmann([-1.875, 1.25, 0.0], 1.0))
+    # step 2 as above: Q = [0.375, 0.5, 0]; step 3: Q_a = -0.3125, Q_b = 0.5*0 + 0.5*0.5 = 0.25, Q_c = 0
+    assert sec.q_values.tolist() == pytest.approx([-0.3125, 0.25, 0.0])
+    # tau = 0.2: scores / tau = [-1.5625, 1.25, 0]
+    assert probs(sec) == pytest.approx(boltzmann([-1.5625, 1.25, 0.0], 1.0))
+
+
+def test_sec_progress_first_visit_scores_mean_reward():
+    # The official code's reference starts at 0: a first visit's reward is the arm's mean reward, so with
+    # alpha = 1 the value equals it (0.75 = mean of 1, 1, 1, 0), and the second visit scores the change.
+    sec = SelfEvolvingCurriculum(["a", "b"], alpha=1.0, objective="progress", unsampled="keep")
+    sec.update(["a"] * 4, [0.0] * 4, rewards=[1.0, 1.0, 1.0, 0.0])
+    assert sec.last_rewards[0] == pytest.approx(0.75) and sec.q_values.tolist() == pytest.approx([0.75, 0.0])
+    sec.update(["a", "a"], [0.0, 0.0], rewards=[1.0, 0.0])
+    assert sec.q_values[0] == pytest.approx(0.5 - 0.75)
+
+
+def test_sec_progress_reads_a_state_with_unvisited_arms():
+    # A state saved before first visits scored their mean reward stores the missing reference as None (NaN):
+    # it loads, and b's first visit after the resume scores its mean reward, 0.5 - 0.
+    sec = SelfEvolvingCurriculum(["a", "b"], alpha=0.5, objective="progress")
+    state = {
+        "name": "sec", "categories": ["a", "b"], "num_updates": 1, "counts": [2, 0],
+        "q_values": [0.0, 0.0], "last_rewards": [0.0, None], "last_mean_rewards": [0.5, None],
+    }  # fmt: skip
+    sec.load_state_dict(json.loads(json.dumps(state)))
+    sec.update(["a", "b", "b"], [0.0, 0.0, 0.0], rewards=[1.0, 1.0, 0.0])
+    # r_a = 1.0 - 0.5 = 0.5, r_b = 0.5 - 0 = 0.5: Q = 0.5 * 0.5 = 0.25 each
+    assert sec.q_values.tolist() == pytest.approx([0.25, 0.25])
 
 
 def test_sec_metrics():
@@ -130,6 +166,136 @@ def test_sec_metrics():
     assert "curriculum/reward/a" not in metrics  # absent from the last step
     assert metrics["curriculum/count/a"] == 2.0
     assert sum(metrics[f"curriculum/prob/{c}"] for c in ARMS) == pytest.approx(1.0)
+
+
+def test_sec_normalized_q_by_hand():
+    # the official code's selection: p = max(Q, 0.01) / sum max(Q, 0.01), no temperature
+    sec = SelfEvolvingCurriculum(ARMS, selection="normalized_q", value_scale="none")
+    assert probs(sec) == pytest.approx([1 / 3] * 3)  # Q = 0: every arm at the floor 0.01
+    sec_abs_adv_steps(sec)  # decay, a's NaN step leaves it alone: Q = [0.3, 0.05, 0.5]
+    assert probs(sec) == pytest.approx([0.3 / 0.85, 0.05 / 0.85, 0.5 / 0.85])
+    for _ in range(3):  # c: 0.35, 0.275, 0.2375; a and b halve: 0.0375 and 0.00625 (below the floor 0.01)
+        sec.update(["c"], [0.2])
+    assert probs(sec) == pytest.approx(np.array([0.0375, 0.01, 0.2375]) / 0.285)
+
+
+def test_sec_unnormalized_adv_asks_for_raw_advantages():
+    official = SelfEvolvingCurriculum(ARMS, objective="unnormalized_adv", selection="normalized_q")
+    assert official.signal == "raw_advantages" and not official.needs_rewards
+    assert SelfEvolvingCurriculum(ARMS).signal == "advantages"
+    sec_abs_adv_steps(official)  # the values are mean |A| of whatever the trainer passes: as for abs_advantage
+    assert official.q_values.tolist() == pytest.approx([0.3, 0.05, 0.5])
+
+
+def test_sec_reward_std_scale_by_hand():
+    sec = SelfEvolvingCurriculum(ARMS)  # the default: value_scale="reward_std", temperature 1.0
+    sec.update(["a", "a", "b"], [0.8, -0.4, 0.2])
+    # arm rewards seen: 0.6, 0.2 -> std (population) = 0.2; Q = [0.3, 0.1, 0] -> Q / 0.2 = [1.5, 0.5, 0]
+    assert sec.reward_moments == pytest.approx([2, 0.4, 0.08])
+    assert probs(sec) == pytest.approx(boltzmann([1.5, 0.5, 0.0], 1.0))
+    sec.update(["a", "c"], [float("nan"), 1.0])
+    # rewards seen: 0.6, 0.2, 1.0: mean 0.6, variance (0 + 0.16 + 0.16) / 3; Q = [0.3, 0.05, 0.5]
+    std = math.sqrt(0.32 / 3)
+    assert probs(sec) == pytest.approx(boltzmann([0.3 / std, 0.05 / std, 0.5 / std], 1.0))
+
+
+def test_sec_reward_std_scale_makes_tau_independent_of_the_advantage_scale():
+    steps = [(["a", "a", "b"], [0.8, -0.4, 0.2]), (["c", "b"], [1.0, 0.1]), (["a"], [0.3])]
+    plain, doubled = (
+        SelfEvolvingCurriculum(ARMS),
+        SelfEvolvingCurriculum(ARMS),
+    )  # the default: value_scale="reward_std"
+    paper, paper_doubled = (SelfEvolvingCurriculum(ARMS, value_scale="none") for _ in range(2))
+    for categories, advantages in steps:
+        plain.update(categories, advantages)
+        doubled.update(categories, [2 * a for a in advantages])  # e.g. std-normalised vs raw advantages
+        paper.update(categories, advantages)
+        paper_doubled.update(categories, [2 * a for a in advantages])
+    assert probs(doubled) == pytest.approx(probs(plain))
+    assert probs(paper_doubled) != pytest.approx(probs(paper))  # the paper's variant needs another tau
+
+
+def test_sec_state_without_reward_moments_loads():
+    old = SelfEvolvingCurriculum(ARMS, value_scale="none")
+    sec_abs_adv_steps(old)
+    state = old.state_dict()
+    del state["reward_moments"]  # saved before value_scale existed
+    new = SelfEvolvingCurriculum(ARMS, value_scale="reward_std")
+    new.load_state_dict(json.loads(json.dumps(state)))
+    assert new.q_values.tolist() == pytest.approx([0.3, 0.05, 0.5]) and new.reward_moments == [0, 0.0, 0.0]
+    assert probs(new) == pytest.approx(boltzmann([0.3, 0.05, 0.5], 1.0))  # no spread seen yet: Q unscaled
+
+
+# -- difficulty pools ----------------------------------------------------------------------------------
+def test_pools_put_rates_in_pools_by_hand():
+    pools = DifficultyPools()  # hard <= 0.25 < normal <= 0.75 < easy; unseen (NaN) is normal
+    rates = np.array([0.0, 0.25, 0.26, 0.75, 0.76, 1.0, np.nan])
+    assert [POOLS[i] for i in pools.pool_of(rates)] == ["hard", "hard", "normal", "normal", "easy", "easy", "normal"]
+    # all three pools present: weights 0.2, 1.0, 0.2 over 1.4
+    assert pools.probabilities(np.array([0, 1, 2, 1])).tolist() == pytest.approx([0.2 / 1.4, 1 / 1.4, 0.2 / 1.4])
+    # no normal problem: easy and hard split evenly; only hard ones: hard is certain
+    assert pools.probabilities(np.array([0, 2])).tolist() == pytest.approx([0.5, 0.0, 0.5])
+    assert pools.probabilities(np.array([2, 2])).tolist() == pytest.approx([0.0, 0.0, 1.0])
+    # a zero-weight pool is drawn only when it is the only one with problems
+    only_normal = DifficultyPools(easy_weight=0.0, hard_weight=0.0)
+    assert only_normal.probabilities(np.array([0, 2])).tolist() == pytest.approx([0.5, 0.0, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"hard": -0.1}, r"pool threshold hard=-0\.1 is outside \[0, 1\].*defaults"),
+        ({"normal": 1.5}, r"pool threshold normal=1\.5 is outside \[0, 1\]"),
+        ({"hard": float("nan")}, r"hard=nan is outside"),
+        ({"hard": 0.8, "normal": 0.5}, r"out of order: hard=0\.8 > normal=0\.5.*pass hard <= normal"),
+        ({"easy_weight": -1.0}, r"pool weights .*\[-1\.0, 1\.0, 0\.2\] must be finite, >= 0"),
+        ({"easy_weight": 0, "normal_weight": 0, "hard_weight": 0}, "not all 0"),
+    ],
+)
+def test_bad_pools_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DifficultyPools(**kwargs)
+
+
+def test_problem_difficulty_keeps_the_latest_rate():
+    difficulty = ProblemDifficulty(4)
+    difficulty.observe([2, 0, 2], [0.5, 1.0, 0.125])  # problem 2 twice: the later rate wins
+    difficulty.observe([1, 3], [float("nan"), 0.0])  # NaN: no scored rollout, nothing learnt about problem 1
+    assert difficulty.success.tolist()[0::2] == [1.0, 0.125] and difficulty.success[3] == 0.0
+    assert math.isnan(difficulty.success[1]) and difficulty.seen() == 3 and difficulty.num_observed == 4
+    restored = ProblemDifficulty(4)
+    restored.load_state_dict(json.loads(json.dumps(difficulty.state_dict())))
+    assert json.dumps(restored.state_dict()) == json.dumps(difficulty.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("problems", "rates", "match"),
+    [
+        ([0, 1], [0.5], r"2 problems but 1 success rates.*one rate per problem"),
+        ([7], [0.5], r"problem index 7 is not a row of this dataset \(0 \.\. 3\)"),
+        ([0], [2.0], r"success rate 2\.0 is outside \[0, 1\].*not a raw reward"),
+        ([0], [float("inf")], r"success rate inf is outside"),
+    ],
+)
+def test_problem_difficulty_rejects_bad_input(problems, rates, match):
+    difficulty = ProblemDifficulty(4)
+    with pytest.raises(ValueError, match=match):
+        difficulty.observe(problems, rates)
+    assert difficulty.seen() == 0  # nothing recorded from a rejected call
+
+
+def test_pool_strategy_by_hand():
+    curriculum = make_curriculum("difficulty_pools", POOLS)
+    assert isinstance(curriculum, DifficultyPoolCurriculum) and "difficulty_pools" in POOL_STRATEGIES
+    assert probs(curriculum) == [0.0, 1.0, 0.0]  # unbound: every problem unseen, hence normal
+    difficulty = ProblemDifficulty(5)
+    curriculum.bind(difficulty)
+    difficulty.observe([0, 1, 2], [1.0, 0.1, 0.5])  # easy, hard, normal; 3 and 4 unseen: normal
+    assert curriculum.pool_sizes().tolist() == [1, 3, 1]
+    assert probs(curriculum) == pytest.approx([0.2 / 1.4, 1 / 1.4, 0.2 / 1.4])
+    assert curriculum.metrics()["curriculum/pool_size/normal"] == 3.0
+    with pytest.raises(ValueError, match=r"arms are the pools \['easy', 'normal', 'hard'\], not categories \['a'"):
+        make_curriculum("difficulty_pools", ARMS)
 
 
 # -- random ------------------------------------------------------------------------------------------
@@ -246,6 +412,8 @@ FACTORIES = {
     "sec_keep_progress_egreedy": lambda: SelfEvolvingCurriculum(
         ARMS, unsampled="keep", objective="progress", selection="epsilon_greedy", epsilon=0.2
     ),
+    "sec_official": lambda: SelfEvolvingCurriculum(ARMS, selection="normalized_q", objective="unnormalized_adv"),
+    "sec_reward_std": lambda: SelfEvolvingCurriculum(ARMS, value_scale="reward_std", temperature=0.5),
     "random": lambda: RandomCurriculum(ARMS, sizes=[2, 3, 5]),
     "ordered": lambda: OrderedCurriculum(ARMS, total_updates=5),
     "reverse": lambda: OrderedCurriculum(ARMS, total_updates=5, reverse=True),
@@ -378,6 +546,11 @@ def test_advantage_strategies_do_not_need_rewards():
         (lambda: SelfEvolvingCurriculum(ARMS, unsampled="drop"), "unsampled.*decay"),
         (lambda: SelfEvolvingCurriculum(ARMS, objective="adv"), "objective.*abs_advantage"),
         (lambda: SelfEvolvingCurriculum(ARMS, selection="ucb"), "selection.*boltzmann"),
+        (lambda: SelfEvolvingCurriculum(ARMS, value_scale="z"), r"value_scale='z'.*\['none', 'reward_std'\]"),
+        (
+            lambda: SelfEvolvingCurriculum(ARMS, selection="normalized_q", objective="progress"),
+            r"normalized_q' cannot compose with objective='progress'.*negative",
+        ),
         (lambda: RandomCurriculum(ARMS, sizes=[1, 2]), "sizes has 2 entries"),
         (lambda: RandomCurriculum(ARMS, sizes=[1, 0, 2]), r"sizes\['b'\]"),
         (lambda: OrderedCurriculum(ARMS, total_updates=0), r"total_updates=0 .*\[1, inf\]"),
@@ -429,3 +602,74 @@ def test_joint_arms_with_arm_key():
     assert dict(zip(arms, sec.q_values.tolist())) == pytest.approx(
         {"1-zebra": 0.2, "1-arc": 0.0, "2-zebra": 0.0, "2-arc": 0.2}
     )
+
+
+def test_arm_key_single_column_is_the_plain_value():
+    assert arm_key(["a-b"]) == "a-b"
+    assert arm_key([-1]) == "-1"
+    assert arm_key(iter(["x"])) == "x"  # generators too (the trainers pass one)
+    with pytest.raises(ValueError, match=r"got no values"):
+        arm_key([])
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [(("a-b", "c"), ("a", "b-c")), ((-1, 2), ("", "1-2")), (("a\\", "b"), ("a", "\\b")), ((1, -2), ("1-", 2))],
+)
+def test_arm_key_does_not_collide(first, second):
+    assert arm_key(first) != arm_key(second)
+    assert split_arm_key(arm_key(first)) == [str(v) for v in first]
+    assert split_arm_key(arm_key(second)) == [str(v) for v in second]
+
+
+def test_arm_key_escapes_separators_inside_values():
+    assert arm_key(("a-b", "c")) == "a\\-b-c"
+    assert arm_key((-1, 2)) == "\\-1-2"
+    assert arm_key(("a\\", "b")) == "a\\\\-b"
+
+
+def old_format_state() -> dict:
+    """curriculum_state.json as sec-rl 0.1.0 wrote it for arms ("a-b", "c") and ("x", "y"): values joined by "-"."""
+    return {
+        "curriculum": {
+            "name": "sec", "categories": ["a-b-c", "x-y"], "num_updates": 1, "counts": [2, 1],
+            "q_values": [0.3, 0.1], "last_rewards": [0.6, 0.2], "last_mean_rewards": [None, None],
+        },
+        "params": {"alpha": 0.5, "temperature": 1.0},
+        "probabilities": {"a-b-c": 0.549834, "x-y": 0.450166},
+        "sampler": {"queues": {"a-b-c": [1, 0], "x-y": [2]}, "chunks_drawn": 1},
+        "signal": {"loss_reference": {"a-b-c": 2.5}},
+    }  # fmt: skip
+
+
+def test_old_format_state_loads_under_the_new_names():
+    arms = [arm_key(("a-b", "c")), arm_key(("x", "y"))]
+    assert arms == ["a\\-b-c", "x-y"]
+    saved = old_format_state()
+    state = upgrade_curriculum_state(saved, arms)
+    assert state["curriculum"]["categories"] == arms
+    assert list(state["probabilities"]) == arms
+    assert state["sampler"]["queues"] == {"a\\-b-c": [1, 0], "x-y": [2]}
+    assert state["signal"]["loss_reference"] == {"a\\-b-c": 2.5}
+    assert saved["curriculum"]["categories"] == ["a-b-c", "x-y"]  # the input is not modified
+    sec = SelfEvolvingCurriculum(arms)
+    sec.load_state_dict(state["curriculum"])
+    assert sec.q_values.tolist() == [0.3, 0.1] and sec.counts.tolist() == [2, 1]
+    # The strategy alone reads the old names as well (same arms, same order).
+    direct = SelfEvolvingCurriculum(arms)
+    direct.load_state_dict(old_format_state()["curriculum"])
+    assert direct.q_values.tolist() == [0.3, 0.1]
+
+
+def test_new_format_state_is_unchanged_by_the_upgrade():
+    arms = [arm_key(("a-b", "c")), "x-y"]
+    sec = SelfEvolvingCurriculum(arms)
+    state = {"curriculum": sec.state_dict(), "probabilities": sec.probabilities()}
+    assert upgrade_curriculum_state(state, arms) == state
+
+
+def test_state_of_other_arms_is_refused_naming_both_lists():
+    with pytest.raises(ValueError, match=r"saved for categories \['a-b-c', 'x-y'\].*has \['a-b-c', 'z'\]"):
+        upgrade_curriculum_state(old_format_state(), ["a-b-c", "z"])
+    with pytest.raises(ValueError, match=r"saved for categories"):
+        SelfEvolvingCurriculum(["p", "q"]).load_state_dict(old_format_state()["curriculum"])

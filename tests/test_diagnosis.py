@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -31,6 +32,7 @@ from sec_rl.diagnosis import (
     read_table,
     sweep_main,
     weighted_bootstrap,
+    write_report,
     write_sweep,
     write_table,
 )
@@ -276,6 +278,74 @@ def test_missing_metric_is_named(tmp_path):
     assert lenient[0].status == "crashed" and "eval_success" in lenient[0].reason
 
 
+def test_non_finite_scores_are_invalid_not_missing(tmp_path):
+    root = tmp_path / "runs"
+    for name, score in [("a", 0.5), ("b", 0.6), ("inf", 0.7), ("nan", 0.7), ("text", 0.7), ("early-nan", 0.4)]:
+        write_run(root / name, {"lr": 1e-6 if name < "c" else 5e-6}, score)
+    (root / "inf" / "eval_results.json").write_text(json.dumps({"eval_success": math.inf}))  # written as Infinity
+    assert "Infinity" in (root / "inf" / "eval_results.json").read_text()
+    (root / "text" / "all_results.json").write_text(json.dumps({"eval_success": "0.7"}))
+    state = json.loads((root / "nan" / "trainer_state.json").read_text())
+    state["log_history"][-2]["eval_success"] = math.nan  # the last evaluation, at step 100
+    (root / "nan" / "trainer_state.json").write_text(json.dumps(state))
+    state = json.loads((root / "early-nan" / "trainer_state.json").read_text())
+    state["log_history"][1]["eval_success"] = math.nan  # an earlier evaluation: "last" does not use it
+    (root / "early-nan" / "trainer_state.json").write_text(json.dumps(state))
+
+    runs = {r.run_id: r for r in collect(root, "success")}  # strict: nothing raises MissingMetricError
+    assert {k: r.status for k, r in runs.items()} == {
+        "a": "ok", "b": "ok", "early-nan": "ok", "inf": "invalid", "nan": "invalid", "text": "invalid",
+    }  # fmt: skip
+    assert runs["inf"].reason.startswith("'eval_success' is Infinity in eval_results.json, not a finite number")
+    assert "'eval_success' is NaN in trainer_state.json's log_history at step 100" in runs["nan"].reason
+    assert "'eval_success' is the string '0.7' in all_results.json" in runs["text"].reason
+    assert all(math.isnan(runs[k].score) for k in ("inf", "nan", "text"))
+    assert runs["early-nan"].score == pytest.approx(0.4)
+    # reduce="max" would have to rank the NaN: the run is invalid then, not scored on its other evaluations.
+    assert read_run(root / "early-nan", "success", reduce="max").status == "invalid"
+
+    (d,) = diagnose(list(runs.values()), "lr")
+    assert d.n_runs == 3  # a, b, early-nan
+    report = write_report(tmp_path / "out", list(runs.values()), {"lr": [d]}, metric="eval_success")
+    text = report.read_text()
+    assert text.startswith("# Sweep diagnosis\n\n6 runs: 3 finished, 0 unfinished, 0 crashed, 3 with an invalid score")
+    best = text[text.index("## Best") :]
+    assert "`inf`" not in best and "`b`" in best  # listed among the runs left out, not first among the best
+    assert "| `inf` | invalid | 'eval_success' is Infinity" in text
+    assert json.loads((tmp_path / "out" / "diagnosis.json").read_text())["runs"]["invalid"] == 3
+
+
+def test_ok_run_with_a_non_finite_score_is_refused_by_name():
+    runs = [RunResult("good", {"lr": 1}, score=0.5), RunResult("diverged", {"lr": 2}, score=math.inf)]
+    with pytest.raises(DiagnosisError, match=r"runs \['diverged'\] have status 'ok' but no finite score"):
+        diagnose(runs, "lr")
+
+
+def test_table_with_non_finite_scores(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("run_id,success,lr\nr0,0.5,1\nr1,inf,2\nr2,nan,2\nr3,oops,1\nr4,,1\n")
+    runs = {r.run_id: r for r in read_table(path, "success")}
+    assert [runs[k].status for k in ("r0", "r1", "r2", "r3", "r4")] == [
+        "ok",
+        "invalid",
+        "invalid",
+        "invalid",
+        "crashed",
+    ]
+    assert runs["r1"].reason == "'success' is Infinity, not a finite number: the run is not scored"
+    assert "NaN" in runs["r2"].reason and "the string 'oops'" in runs["r3"].reason
+    assert [r.status for r in read_table(write_table(list(runs.values()), tmp_path / "back.csv"))] == [
+        "ok", "invalid", "invalid", "invalid", "crashed",
+    ]  # fmt: skip
+
+
+def test_exit_code_that_is_not_a_number_is_a_crash(tmp_path):
+    write_run(tmp_path / "killed", {"lr": 1e-6}, 0.5)  # a complete trainer_state.json, then the OOM killer
+    (tmp_path / "killed" / "exit_code").write_text("Killed\n")
+    run = read_run(tmp_path / "killed", "success")
+    assert run.status == "crashed" and "exit_code file reads 'Killed'" in run.reason
+
+
 def test_table_round_trip(tmp_path):
     runs = synthetic_runs(12)
     runs.append(RunResult("bad", {"temperature": 0.5}, status="crashed", reason="exit code 1"))
@@ -398,12 +468,36 @@ def test_frontier_and_compute_to_match_hand_example():
     b = [(2, 0.3), (5, 0.6), (10, 0.7), (12, 0.65), (11, 0.7)]
     c, s = pareto_frontier(*zip(*a))
     assert c.tolist() == [1, 2, 4, 6] and s.tolist() == [0.2, 0.5, 0.7, 0.9]
-    match = compute_to_match(a, b)  # B peaks at 0.7, first reached with compute 10; A reaches 0.7 at 4
+    match = compute_to_match(a, b, higher_is_better=True)  # B peaks at 0.7, first reached at 10; A reaches 0.7 at 4
     assert (match.target_score, match.compute_a, match.compute_b) == (0.7, 4, 10)
     assert match.ratio == pytest.approx(0.4)
     assert "40%" in match.describe()
-    back = compute_to_match(b, a)  # B never reaches A's 0.9
+    back = compute_to_match(b, a, higher_is_better=True)  # B never reaches A's 0.9
     assert math.isinf(back.compute_a) and "never" in back.describe()
+
+
+def test_compute_to_match_for_a_loss_by_hand():
+    # A loss: lower is better. A's frontier: (1, 2.0), (2, 1.2), (4, 0.8); B's: (3, 1.5), (8, 1.0).
+    a = [(1, 2.0), (2, 1.2), (3, 1.3), (4, 0.8)]
+    b = [(3, 1.5), (8, 1.0), (9, 1.1)]
+    c, s = pareto_frontier(*zip(*a), higher_is_better=False)
+    assert c.tolist() == [1, 2, 4] and s.tolist() == [2.0, 1.2, 0.8]
+    match = compute_to_match(a, b, higher_is_better=False)  # B's best loss 1.0 at 8; A first gets <= 1.0 at 4
+    assert (match.target_score, match.compute_a, match.compute_b, match.ratio) == (1.0, 4, 8, 0.5)
+    # Read as higher-is-better, the same points give another answer (B's "peak" 1.5 at 3, A's 2.0 at 1).
+    assert compute_to_match(a, b, higher_is_better=True).compute_a == 1
+
+
+def test_compute_to_match_needs_a_direction_for_raw_points():
+    with pytest.raises(DiagnosisError, match=r"needs the metric's direction: pass higher_is_better=True"):
+        compute_to_match([(1, 0.5)], [(2, 0.6)])
+    runs = [RunResult("r", {"pipeline": "sft"}, score=0.5, compute=1.0)]
+    with pytest.raises(DiagnosisError, match=r"needs the metric's direction"):
+        compute_to_match(runs, runs)
+    loss = frontiers(runs, "pipeline", higher_is_better=False)["sft"]
+    assert compute_to_match(loss, [(1, 0.4)]).compute_a == math.inf  # the Frontier's mode (a loss) is used
+    with pytest.raises(DiagnosisError, match=r"higher_is_better=True contradicts the frontiers' own mode \(False\)"):
+        compute_to_match(loss, loss, higher_is_better=True)
 
 
 def test_frontiers_per_strategy_from_run_curves(tmp_path):
@@ -468,6 +562,21 @@ def test_cli_frontier_and_errors(tmp_path, capsys):
     assert "eval_accuracy" in err and str(tmp_path / "runs" / "a") in err and "eval_success" in err
     assert diagnose_main([str(tmp_path / "nowhere")]) == 1
     assert sweep_main(["-n", "2", "-o", str(tmp_path / "s"), "--template", "run {cfg}"]) == 1
+
+
+def test_cli_output_to_a_closed_pipe_ends_quietly(tmp_path):
+    # `sec-rl diagnose ... | head`: the reader is gone before the command prints. The report is still written,
+    # the exit status is 0 and stderr holds no BrokenPipeError traceback.
+    for i in range(6):
+        write_run(tmp_path / "runs" / f"r{i}", {"lr": [1e-6, 5e-6][i % 2]}, 0.5 + 0.01 * i)
+    code = "import sys; from sec_rl.diagnosis.cli import diagnose_main; sys.exit(diagnose_main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", code, str(tmp_path / "runs"), "--metric", "eval_success", "--resamples", "20"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `head` that has already exited
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr
+    assert (tmp_path / "runs" / "diagnosis" / "report.md").is_file()
 
 
 def test_cli_help_and_dry_run(capsys):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -323,3 +324,24 @@ def test_push_refuses_what_is_not_a_model(hub, tmp_path, model_dir):
     with pytest.raises(ValueError, match="not a Hub repository id"):
         push_student_to_hub(model_dir, "your name/web agent!", PipelineRecord(), endpoint=hub.url)
     assert hub.requests == []
+
+
+def test_load_curriculum_state_reads_a_file_with_old_joint_names(tmp_path):
+    # sec-rl 0.1.0 joined several category columns with an unescaped "-": ("a-b", "c") was saved as "a-b-c".
+    # The file is read as it is, names included (they cannot be split back into columns without the data).
+    state = {
+        "curriculum": {
+            "name": "sec", "categories": ["a-b-c", "x-y"], "num_updates": 1, "counts": [2, 1],
+            "q_values": [0.3, 0.1], "last_rewards": [0.6, 0.2], "last_mean_rewards": [None, None],
+        },
+        "params": {"alpha": 0.5, "temperature": 1.0},
+        "probabilities": {"a-b-c": 0.549834, "x-y": 0.450166},
+    }  # fmt: skip
+    (tmp_path / "curriculum_state.json").write_text(json.dumps(state))
+    read = load_curriculum_state(tmp_path)
+    assert read.probabilities == {"a-b-c": 0.549834, "x-y": 0.450166}
+    assert read.counts == {"a-b-c": 2, "x-y": 1} and read.num_updates == 1
+    # Rebuilt from the values: softmax([0.3, 0.1] / 1.0)
+    rebuilt = load_curriculum_state(tmp_path, params={"temperature": 1.0})
+    expected = math.exp(0.3) / (math.exp(0.3) + math.exp(0.1))
+    assert rebuilt.probabilities["a-b-c"] == pytest.approx(expected)

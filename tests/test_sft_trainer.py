@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_two_processes
+from conftest import record_draws, run_two_processes
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,10 +128,12 @@ def test_signal_is_each_sequences_loss(tiny_model_dir, tmp_path, padding_free):
     recorder = RecordingSEC(CATEGORIES, alpha=0.5, temperature=0.3)
     extra = {"padding_free": True, "max_length": None} if padding_free else {}
     trainer = build_trainer(tiny_model_dir, str(tmp_path), 1, strategy=recorder, save_steps=100, **extra)
+    draws = record_draws(trainer)
     trainer.train()
 
-    # The step's batch is the sampler's first chunk: score its rows by hand with the untrained model.
-    rows = [trainer.train_dataset[i] for i in trainer.curriculum_sampler.recent_chunks[0]]
+    # The step's batch is the sampler's one draw: score its rows by hand with the untrained model.
+    assert len(draws) == 1
+    rows = [trainer.train_dataset[i] for i in draws[0][1]]
     losses, token_mean = per_row_losses(tiny_model_dir, rows)
     assert len(recorder.calls) == 1
     categories, advantages, rewards = recorder.calls[0]
@@ -175,6 +177,7 @@ def test_every_strategy_trains(tiny_model_dir, tmp_path, name):
     trainer = build_trainer(
         tiny_model_dir, str(tmp_path), 3, curriculum=name, curriculum_temperature=None, save_steps=100
     )
+    draws = record_draws(trainer)
     trainer.train()
     strategy = trainer.curriculum
     assert strategy.name == CURRICULA[name][0].name and strategy.num_updates == 3
@@ -187,7 +190,7 @@ def test_every_strategy_trains(tiny_model_dir, tmp_path, name):
         seen = strategy.success[~np.isnan(strategy.success)]
         assert len(seen) > 0 and np.all((seen > 0) & (seen < 1))
     if name in ("ordered", "reverse"):  # 3 planned updates, 3 tasks: one stage per step
-        drawn = [trainer.train_dataset[i]["task"] for i in trainer.curriculum_sampler.recent_chunks[0]]
+        drawn = [trainer.train_dataset[i]["task"] for i in draws[0][1]]
         first = CATEGORIES[0] if name == "ordered" else CATEGORIES[-1]
         assert set(drawn) == {first}
 
@@ -220,7 +223,7 @@ def test_resume_continues_with_the_same_categories(tiny_model_dir, tmp_path):
         np.testing.assert_allclose(adv_res, adv_full, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(rew_res, rew_full, rtol=1e-5)
     np.testing.assert_allclose(resumed.q_values, full.q_values, rtol=1e-5, atol=1e-7)
-    assert second.curriculum_sampler.recent_chunks == first.curriculum_sampler.recent_chunks
+    assert second.curriculum_sampler.state_dict() == first.curriculum_sampler.state_dict()
     # The batches must actually change with the strategy for this comparison to mean something.
     assert len({tuple(c) for c, _, _ in full.calls}) > 1
 
@@ -260,9 +263,7 @@ def test_config_errors(tmp_path):
         SECSFTConfig(**base, curriculum_signal="bogus")
     with pytest.raises(ValueError, match=r"curriculum_signal='loss' is not supported by SECGRPOConfig.*'advantages'"):
         SECGRPOConfig(**base, curriculum_signal="loss")
-    assert SECSFTConfig(**base).curriculum_signal == "loss" and SECSFTConfig(**base).assistant_only_loss
-    with pytest.raises(ValueError, match=r"dataloader_num_workers=2 .*Set dataloader_num_workers=0"):
-        SECSFTConfig(**base, dataloader_num_workers=2)
+    assert SECSFTConfig(**base).curriculum_signal == "loss"
 
 
 def test_trainer_errors_and_plain_sft(tiny_model_dir, tmp_path):
@@ -272,6 +273,8 @@ def test_trainer_errors_and_plain_sft(tiny_model_dir, tmp_path):
         build_trainer(tiny_model_dir, str(tmp_path), 1, train_sampling_strategy="group_by_length")
     with pytest.raises(ValueError, match=r"curriculum_column \['level'\] not in the training dataset"):
         build_trainer(tiny_model_dir, str(tmp_path), 1, curriculum_column="level")
+    with pytest.raises(ValueError, match=r"difficulty pools move problems by their group success.*SECGRPOTrainer"):
+        build_trainer(tiny_model_dir, str(tmp_path), 1, curriculum_pools=True)
     # curriculum='none' is TRL's SFTTrainer unchanged: its own sampler, no category in the batches.
     plain = build_trainer(tiny_model_dir, str(tmp_path), 1, curriculum="none", save_steps=100)
     assert plain.curriculum is None and plain.curriculum_sampler is None
@@ -279,24 +282,54 @@ def test_trainer_errors_and_plain_sft(tiny_model_dir, tmp_path):
     plain.train()
 
 
-def test_gradient_accumulation_updates_once_per_step(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_gradient_accumulation_updates_once_per_step(tiny_model_dir, tmp_path, workers):
+    """Each micro-batch is drawn when its optimizer step starts: after every earlier update, prefetching or not."""
     recorder = RecordingSEC(CATEGORIES, alpha=0.5, temperature=0.3)
     trainer = build_trainer(
-        tiny_model_dir, str(tmp_path), 2, strategy=recorder, per_device_train_batch_size=2,
-        gradient_accumulation_steps=3, save_steps=100,
+        tiny_model_dir, str(tmp_path), 3, strategy=recorder, per_device_train_batch_size=2,
+        gradient_accumulation_steps=3, save_steps=100, dataloader_num_workers=workers,
     )  # fmt: skip
+    draws = record_draws(trainer)
     trainer.train()
-    assert [len(c) for c, _, _ in recorder.calls] == [6, 6]
+    assert [len(c) for c, _, _ in recorder.calls] == [6, 6, 6]
+    assert [seen for seen, _ in draws] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     for step, (categories, _, _) in enumerate(recorder.calls):
-        chunk = trainer.curriculum_sampler.recent_chunks[step]
-        assert categories == [trainer.train_dataset[i]["task"] for i in chunk]
+        rows = [i for _, indices in draws[3 * step : 3 * step + 3] for i in indices]
+        assert categories == [trainer.train_dataset[i]["task"] for i in rows]
 
 
 def test_two_processes_keep_one_strategy(tiny_model_dir, tmp_path):
     reports = run_two_processes("sft_run.py", tiny_model_dir, tmp_path / "ddp", max_steps=4)
     assert reports[0]["curriculum"] == reports[1]["curriculum"]
-    assert reports[0]["recent_chunks"] == reports[1]["recent_chunks"]
+    assert reports[0]["sampler"] == reports[1]["sampler"]
     assert reports[0]["curriculum"]["num_updates"] == 4
-    # Each step's chunk is 2 rows x 2 processes; both halves reached the strategy.
+    # Each step's batch is 2 rows x 2 processes, drawn once for both; both halves reached the strategy.
     assert sum(reports[0]["curriculum"]["counts"]) == 4 * 4
-    assert all(len(chunk) == 4 for chunk in reports[0]["recent_chunks"].values())
+    assert reports[0]["sampler"]["num_draws"] == 4
+
+
+def test_drop_in_on_data_trl_users_have(tiny_model_dir, tmp_path):
+    """Plain-text and prompt-completion data train as in TRL with the import swapped; traces: assistant-only loss."""
+    from trl import SFTConfig
+
+    plain = Dataset.from_dict({"text": ["1+1=2", "2+2=4", "3+3=6", "4+4=8"], "task": ["a", "a", "b", "b"]})
+    pairs = Dataset.from_dict({"prompt": ["1+1=", "2+2=", "3+3=", "4+4="], "completion": ["2", "4", "6", "8"]})
+    common = dict(max_steps=1, per_device_train_batch_size=2, use_cpu=True, bf16=False, report_to="none",
+                  save_strategy="no")  # fmt: skip
+    for dataset, curriculum in ((plain, "none"), (plain, "sec"), (pairs, "none")):
+        args = SECSFTConfig(output_dir=str(tmp_path), curriculum=curriculum, curriculum_column="task", **common)
+        trainer = SECSFTTrainer(model=tiny_model_dir, args=args, train_dataset=dataset)
+        assert trainer.args.assistant_only_loss is False  # TRL's default: this data has no assistant turns
+        trainer.train()
+    traces = SECSFTTrainer(model=tiny_model_dir, args=SECSFTConfig(**sft_settings(str(tmp_path), 1)),
+                           train_dataset=make_traces())  # fmt: skip
+    assert traces.args.assistant_only_loss is True
+    explicit = SECSFTConfig(**sft_settings(str(tmp_path), 1), assistant_only_loss=False)
+    kept = SECSFTTrainer(model=tiny_model_dir, args=explicit, train_dataset=make_traces())
+    assert kept.args.assistant_only_loss is False
+    # A plain TRL config: TRL's SFT, no curriculum.
+    trainer = SECSFTTrainer(model=tiny_model_dir, args=SFTConfig(output_dir=str(tmp_path), **common),
+                            train_dataset=plain)  # fmt: skip
+    assert trainer.curriculum is None
+    trainer.train()

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sec_rl.curriculum.pools import DifficultyPoolCurriculum, DifficultyPools
 from sec_rl.curriculum.random import RandomCurriculum
 from sec_rl.curriculum.sec import SelfEvolvingCurriculum
-from sec_rl.simulation import LearnerConfig, SimulatedLearner, group_advantages, simulate
+from sec_rl.simulation import LearnerConfig, SimulatedLearner, filter_and_refill, group_advantages, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,6 +154,81 @@ def test_stop_at_target():
     assert trajectory.success[-1, -1] >= 0.7 > trajectory.success[-2, -1]
 
 
+# -- dynamic sampling and difficulty ----------------------------------------------------------------
+def test_filter_and_refill_by_hand():
+    # groups of 2 rollouts; a group is informative when its rewards differ
+    batches = iter(
+        [
+            (np.array([0, 1, 2]), np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])),  # keeps problem 0
+            (np.array([3, 4, 5]), np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]])),  # keeps 4 and 5: 3 kept, done
+            (np.array([6, 7, 8]), np.array([[1.0, 0.0]] * 3)),  # never generated
+        ]
+    )
+    problems, rewards, generated = filter_and_refill(lambda: next(batches), batch_size=3, max_refills=4)
+    assert problems.tolist() == [0, 4, 5] and generated == 2
+    np.testing.assert_array_equal(rewards, [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+
+
+def test_filter_and_refill_is_bounded_and_pads_with_uniform_groups():
+    uniform = (np.array([0, 1]), np.array([[1.0, 1.0], [0.0, 0.0]]))
+    calls = []
+    problems, rewards, generated = filter_and_refill(lambda: calls.append(1) or uniform, 2, max_refills=2)
+    assert generated == 3 and len(calls) == 3  # the first batch and 2 refills, then it gives up
+    assert problems.tolist() == [0, 1]  # the trained batch keeps its shape: uniform groups, no gradient
+    with pytest.raises(ValueError, match=r"max_refills=0: .*use dynamic_sampling='none'"):
+        filter_and_refill(lambda: uniform, 2, max_refills=0)
+
+
+def test_simulate_counts_every_generated_rollout():
+    runs = {}
+    for mode in ("none", "filter"):
+        learner = SimulatedLearner(seed=0)
+        curriculum = RandomCurriculum(learner.categories)
+        runs[mode] = (simulate(curriculum, learner, 20, batch_size=8, group_size=4, seed=1, dynamic_sampling=mode),
+                      curriculum)  # fmt: skip
+    plain, (filtered, curriculum) = runs["none"][0], runs["filter"]
+    np.testing.assert_array_equal(plain.rollouts, 8 * 4)
+    # every generation batch is counted in rollouts, drawn for the prompts of `sampled`, and updates the strategy
+    np.testing.assert_array_equal(filtered.rollouts, filtered.sampled.sum(axis=1) * 4)
+    assert curriculum.num_updates == filtered.rollouts.sum() // (8 * 4) > 20
+    assert (filtered.rollouts <= 5 * 8 * 4).all() and filtered.rollouts.sum() > plain.rollouts.sum()
+    assert filtered.success[-1, 0] > plain.success[-1, 0]  # more informative groups per step: faster per step
+    assert filtered.rollouts_until(10) == filtered.rollouts[:10].sum() and filtered.rollouts_until(None) is None
+    with pytest.raises(ValueError, match="dynamic_sampling='replace'"):
+        simulate(RandomCurriculum(learner.categories), learner, 1, dynamic_sampling="replace")
+
+
+class RecordingSEC(SelfEvolvingCurriculum):
+    """Keeps the advantages each update got."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[float] = []
+
+    def update(self, categories, advantages, rewards=None):
+        self.seen += list(advantages)
+        super().update(categories, advantages, rewards)
+
+
+def test_unnormalized_adv_gets_reward_minus_group_mean():
+    learner = SimulatedLearner(seed=0)
+    official = RecordingSEC(learner.categories, objective="unnormalized_adv", selection="normalized_q")
+    simulate(official, learner, 5, batch_size=8, group_size=4, seed=0)
+    # raw advantages of binary rewards in groups of 4 are multiples of 1/4 in [-0.75, 0.75], never std-scaled
+    assert set(np.round(np.abs(official.seen), 6)) <= {0.0, 0.25, 0.5, 0.75}
+
+
+def test_simulate_with_pools_and_the_pool_strategy():
+    learner = SimulatedLearner(seed=0)
+    strategy = DifficultyPoolCurriculum()
+    trajectory = simulate(strategy, learner, 40, batch_size=16, group_size=4, seed=0)
+    assert trajectory.probabilities.shape == (40, 3)  # arms: easy, normal, hard
+    np.testing.assert_allclose(trajectory.probabilities[0], [0.0, 1.0, 0.0])  # nothing seen: all normal
+    assert strategy.pool_sizes().sum() == 5 * 64 and strategy.pool_sizes()[2] > 0  # hard problems found
+    inside = simulate(RandomCurriculum(learner.categories), SimulatedLearner(seed=0), 40, pools=DifficultyPools())
+    assert inside.success[-1, 0] > inside.success[0, 0]
+
+
 # -- the benchmark ---------------------------------------------------------------------------------
 def test_censored_medians_and_ratios():
     bench = _benchmark_module()
@@ -178,7 +254,7 @@ def test_censored_medians_and_ratios():
 def test_benchmark_runs_every_strategy(tmp_path):
     bench = _benchmark_module()
     setting = bench.Setting(LearnerConfig(num_categories=3, problems_per_category=16, gap=0.5), max_steps=80)
-    strategies = [*bench.STRATEGIES, "sec:temperature=0.2"]
+    strategies = [*bench.STRATEGIES, "sec:temperature=0.2", "difficulty_pools", "sec+pools+filter=1"]
     result = bench.run_benchmark(strategies, seeds=3, setting=setting)
     rows = bench.summarize(result, n_boot=200)
     assert [r["strategy"] for r in rows] == strategies
@@ -189,8 +265,27 @@ def test_benchmark_runs_every_strategy(tmp_path):
         assert row["ci_low"] <= row["median"] <= row["ci_high"]
     for spec in strategies:
         assert result.hardest[spec].shape == (3, 81) and np.isfinite(result.hardest[spec]).all()
+        assert result.level_steps[spec].shape == (3, 3)
+    rows = {r["strategy"]: r for r in rows}
+    assert rows["random"]["cost"] == 1.0 and rows["random"]["paired_ratio"] == 1.0
+    assert 1.0 < rows["sec+pools+filter=1"]["cost"] <= 2.0  # one refill at most: at most twice the rollouts
     with pytest.raises(ValueError):
         bench.run_benchmark(["no_such_strategy"], seeds=1, setting=setting)
+
+
+def test_benchmark_spec_options_and_paired_rollouts():
+    bench = _benchmark_module()
+    assert bench.parse_spec("sec:temperature=0.2+pools+filter=3") == (
+        "sec:temperature=0.2",
+        {"pools": True, "dynamic_sampling": "filter", "max_refills": 3},
+    )
+    assert bench.parse_spec("random+filter")[1]["max_refills"] == 4
+    with pytest.raises(ValueError, match=r"unknown option 'replace'.*'\+pools' and '\+filter\[=N\]'"):
+        bench.parse_spec("random+replace")
+    # per seed: 50/100, 90/100, 200/400 -> ratios 0.5, 0.9, 0.5 (median 0.5); differences -50, -10, -200 (median -50)
+    paired = bench.paired_rollouts(np.array([50.0, 90.0, 200.0]), np.array([100.0, 100.0, 400.0]), 200, 0)
+    assert paired["paired_ratio"] == 0.5 and paired["paired_diff"] == -50.0
+    assert paired["paired_ratio_low"] <= 0.5 <= paired["paired_ratio_high"] <= 0.9
 
 
 def test_benchmark_command_line(tmp_path):

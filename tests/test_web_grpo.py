@@ -20,10 +20,11 @@ import pytest
 import torch
 
 from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
+from sec_rl.web.samples import compute_advantages
 from sec_rl.web.tasks import goals_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import browser_missing  # noqa: E402
+from conftest import browser_missing, run_two_processes  # noqa: E402
 from test_web_rollout import SYSTEM, KillingActor, OracleActor, build_web_model  # noqa: E402
 
 TASKS = ("click-button", "enter-text")
@@ -45,7 +46,7 @@ class ProbeTrainer(SECWebGRPOTrainer):
         return output
 
 
-def make_trainer(model_dir: str, output_dir: str, mode: str, **overrides) -> ProbeTrainer:
+def make_trainer(model_dir: str, output_dir: str, mode: str, reward_funcs=None, **overrides) -> ProbeTrainer:
     settings = dict(
         output_dir=output_dir,
         web_env="text",
@@ -71,8 +72,9 @@ def make_trainer(model_dir: str, output_dir: str, mode: str, **overrides) -> Pro
     )
     settings.update(overrides)
     trainer = ProbeTrainer(
-        model=model_dir, args=SECWebGRPOConfig(**settings), train_dataset=goals_dataset(TASKS, range(3, 9))
-    )
+        model=model_dir, args=SECWebGRPOConfig(**settings), train_dataset=goals_dataset(TASKS, range(3, 9)),
+        reward_funcs=reward_funcs,
+    )  # fmt: skip
     trainer.web_actor = OracleActor(trainer.processing_class, inner=trainer.web_actor, every=2)
     return trainer
 
@@ -167,6 +169,41 @@ def test_per_step_mode_trains_on_steps_with_discounted_returns(web_model_dir, tm
         assert sample.reward == pytest.approx(0.5 ** (episode.num_turns - 1 - sample.step) * outcome)
 
 
+def test_user_reward_functions_add_to_the_return_weighted_as_in_trl(web_model_dir, tmp_path):
+    """A shaping reward scores every step sample (not only TRL's rows); advantages and logs use the weighted sum."""
+    seen: list[str] = []
+
+    def short_actions(completions, completion_ids, task, seed, **kwargs):
+        seen.extend(completions)
+        return [None if i % 3 == 2 else -0.01 * len(ids) for i, ids in enumerate(completion_ids)]
+
+    trainer = make_trainer(
+        web_model_dir, str(tmp_path), "per_step", web_episodes_per_goal=2, max_steps=1, reward_weights=[1.0, 0.5],
+        reward_funcs=[short_actions],
+    )  # fmt: skip
+    assert trainer.reward_func_names == ["web_reward", "short_actions"]  # TRL's list: the return, then the stand-in
+    trainer.train()
+
+    samples = [s for s in trainer.web_last_samples if s.reward is not None]
+    assert len(seen) == len(samples) > len(trainer.web_last_rows) // 2  # every scored sample, not only the rows
+    totals = []
+    for i, sample in enumerate(samples):
+        extra = None if i % 3 == 2 else -0.01 * len(sample.completion_ids)
+        assert sample.extra_rewards == (pytest.approx(extra) if extra is not None else None,)
+        totals.append(sample.reward + (0.5 * extra if extra is not None else 0.0))
+    advantages, _ = compute_advantages(totals, [s.goal for s in samples])
+    assert [s.advantage for s in samples] == pytest.approx(advantages.tolist())
+    batch = trainer.batches[-1]
+    rows = trainer.web_last_rows
+    assert batch["advantages"].tolist() == pytest.approx([r.advantage for r in rows])
+    # TRL's logs show what was trained on: its reward per function, and the completions table's advantages.
+    entry = trainer.state.log_history[0]
+    assert "rewards/short_actions/mean" in entry and "rewards/web_reward/mean" in entry
+    assert list(trainer._logs["advantages"]) == pytest.approx([r.advantage for r in rows])
+    flat = [len({round(t, 9) for t, o in zip(totals, samples) if o.goal == s.goal}) == 1 for s in samples]
+    assert entry["frac_reward_zero_std"] == pytest.approx(sum(flat) / len(flat))
+
+
 def test_a_killed_worker_is_excluded_and_training_goes_on(web_model_dir, tmp_path):
     trainer = make_trainer(web_model_dir, str(tmp_path), "episode", max_steps=2)
     # Slot 1 runs a model episode (the oracle answers even positions), still live at the second turn.
@@ -215,8 +252,10 @@ def test_bad_configurations_fail_early(web_model_dir, tmp_path):
         config(web_sample_mode="episode", web_episodes_per_goal=1)
     assert config().curriculum_column == ["task"]
     dataset = goals_dataset(TASKS, [3, 4])
-    with pytest.raises(ValueError, match=r"do not pass reward_funcs"):
-        SECWebGRPOTrainer(model=web_model_dir, reward_funcs=[len], args=config(), train_dataset=dataset)
+    with pytest.raises(ValueError, match=r"reward_funcs entry 'org/reward-model' is not a function.*reward_weights"):
+        SECWebGRPOTrainer(
+            model=web_model_dir, reward_funcs=["org/reward-model"], args=config(), train_dataset=dataset
+        )
     with pytest.raises(ValueError, match=r"needs the columns 'task' and 'seed'"):
         SECWebGRPOTrainer(
             model=web_model_dir,
@@ -291,3 +330,44 @@ def test_compute_counts_every_token_of_episode_completions(web_model_dir, tmp_pa
     assert ledger.stages["rollouts"].tokens == every_token
     n = ledger.stages["rollouts"].num_parameters
     assert ledger.flops("rollouts") == 2 * n * every_token and ledger.flops("updates") == 6 * n * every_token
+
+
+def check_resumed_exactly(report: dict, mode: str) -> None:
+    full, resumed = report["full"], report["resumed"]
+    # The resumed trainer's history holds the checkpoint's steps 1-2, then its own 3-4.
+    assert len(full["losses"]) == 4 and resumed["losses"] == pytest.approx(full["losses"], abs=1e-6)
+    assert resumed["eval"] == pytest.approx(full["eval"]) and len(full["eval"]) == 2  # steps 2 and 4
+    assert resumed["curriculum"] == full["curriculum"]
+    assert resumed["env_tokens_seen"] == full["env_tokens_seen"]  # pages before the checkpoint counted
+    assert (full["env_tokens_seen"] > 0) == (mode == "episode")  # per_step completions hold no page
+    assert resumed["weights"] == full["weights"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["episode", "per_step"])
+def test_resume_is_exact_with_evaluation(web_model_dir, tmp_path, mode):
+    sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+    from web_grpo_run import run
+
+    check_resumed_exactly(run(web_model_dir, str(tmp_path), mode, per_device=4), mode)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["episode", "per_step"])
+def test_two_processes_resume_exactly_and_agree(web_model_dir, tmp_path, mode):
+    """Goals split across ranks, evaluation during training, a resumed run: the ranks end identical."""
+    reports = run_two_processes("web_grpo_run.py", web_model_dir, tmp_path, 4, extra=("--mode", mode))
+    for report in reports:
+        check_resumed_exactly(report, mode)
+    assert reports[0]["full"] == reports[1]["full"]
+
+
+def test_an_environment_of_your_own_by_import_path(tmp_path):
+    base = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", per_device_train_batch_size=4,
+                num_generations=2)  # fmt: skip
+    args = SECWebGRPOConfig(**base, web_env="sec_rl.web.env:TextEnvironment", web_env_kwargs='{"time_scale": 0.0}')
+    with args.env_factory()() as env:
+        observation = env.reset("click-button", 3)
+        assert observation.goal and type(env).__name__ == "TextEnvironment"
+    with pytest.raises(ValueError, match=r"web_env='sec_rl.web.env:Nope': .*no WebEnvironment subclass named 'Nope'"):
+        SECWebGRPOConfig(**base, web_env="sec_rl.web.env:Nope")

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-ARM_SEPARATOR = "-"
+from sec_rl.curriculum.keys import arm_key, match_saved_arms
 
-
-def arm_key(values: Iterable[Any]) -> str:
-    """Joint key of several category columns, e.g. ``("3", "zebra") -> "3-zebra"`` (the SEC paper's 2D arms)."""
-    return ARM_SEPARATOR.join(str(v) for v in values)
+__all__ = ["Curriculum", "arm_key", "check_range", "group_by_arm", "softmax"]
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -78,6 +75,8 @@ class Curriculum(ABC):
             raise ValueError(f"categories must be unique, got duplicates {duplicates}.")
         self.categories: list[str] = categories
         self.num_updates = 0
+        #: Arms drawn in the latest update whose values were all NaN (they carry no signal, see :meth:`update`).
+        self.uninformative: set[str] = set()
         #: Rollouts seen per arm (finite advantages only), for logging and count-based strategies.
         self.counts = np.zeros(len(categories), dtype=np.int64)
 
@@ -101,6 +100,10 @@ class Curriculum(ABC):
             raise ValueError(f"{type(self).__name__} learns from success rates: pass `rewards` to update().")
         grouped_adv = group_by_arm(self.categories, categories, advantages)
         grouped_rew = None if rewards is None else group_by_arm(self.categories, categories, rewards)
+        # Arms drawn in this batch whose rollouts all say nothing (NaN: an environment error, no reward function
+        # scored them): strategies that decay undrawn arms leave these alone, since they were drawn.
+        drawn = {str(c) for c in categories}
+        self.uninformative = {c for c in drawn if not grouped_adv[c] and not (grouped_rew and grouped_rew[c])}
         self._update(grouped_adv, grouped_rew)
         self.counts += np.array([len(grouped_adv[c]) for c in self.categories], dtype=np.int64)
         self.num_updates += 1
@@ -126,10 +129,8 @@ class Curriculum(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("name") != self.name:
             raise ValueError(f"state was saved by curriculum {state.get('name')!r}, not {self.name!r}.")
-        if list(state["categories"]) != self.categories:
-            raise ValueError(
-                f"state was saved for categories {state['categories']}, but this curriculum has {self.categories}."
-            )
+        # Raises unless the saved arms are these, possibly under the names sec-rl 0.1.0 gave joint arms.
+        match_saved_arms(state["categories"], self.categories)
         self.num_updates = int(state["num_updates"])
         for field in ("counts", *self._state_fields):
             current = getattr(self, field)

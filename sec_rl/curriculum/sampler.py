@@ -1,165 +1,170 @@
-"""An index sampler that lets a curriculum choose each prompt's category.
+"""Draws problems for a batch: each problem's category from the curriculum, then a problem of that category.
 
-It yields exactly the structure of TRL's ``RepeatSampler``: chunks of ``batch_size`` prompts, each
-prompt repeated ``mini_repeat_count`` times (the GRPO group), each chunk repeated ``repeat_count``
-times (``num_iterations * steps_per_generation``). A chunk is one generation batch, so the curriculum
-is consulted once per generation batch, lazily, right when the data loader asks for it.
+The trainers call :meth:`CurriculumSampler.draw` at the moment a batch is about to be used (a GRPO generation
+batch when it is generated, an SFT micro-batch when the optimizer step that trains on it starts), never when a
+data loader prefetches indices, so every draw sees every update before it, whatever the batch layout. After a
+batch is scored, :meth:`CurriculumSampler.observe` records each problem's group success rate (its difficulty).
 
-Every process builds the same sampler with the same seed and updates its curriculum from the same
-gathered data, so every process draws the identical index stream without communicating.
+Every process builds the same sampler with the same seed, updates its curriculum from the same gathered
+data and draws the same global batch, then keeps its own slice of it: no communication is needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from sec_rl.curriculum.base import Curriculum
+from sec_rl.curriculum.pools import POOLS, DifficultyPools, ProblemDifficulty
+
+#: The one queue of a pool strategy, whose arms are pools rather than categories of rows.
+ALL_ROWS = "*"
 
 
 class CurriculumSampler:
-    """Draws each prompt's category from ``curriculum`` and a problem of that category without replacement.
+    """Draws each problem's arm from ``curriculum`` and a problem of that arm without replacement.
 
     Args:
         row_categories: the category (arm key) of every dataset row, in row order.
-        curriculum: the strategy to consult once per chunk.
-        mini_repeat_count: times each prompt is repeated in a row (``num_generations``).
-        batch_size: distinct prompts per chunk (``generation_batch_size // num_generations``).
-        repeat_count: times each chunk is repeated (``num_iterations * steps_per_generation``).
+        curriculum: the strategy consulted at each draw. A pool strategy (``DifficultyPoolCurriculum``) draws
+            across all rows, whatever their category.
         shuffle: shuffle each category's problems (else take them in dataset order).
         seed: seed of the sampler's private generator; the global RNGs are never touched.
-        history: chunks kept in :meth:`state_dict` so that a resumed run replays the ones the data
-            loader had already prefetched when the checkpoint was written.
+        pools: difficulty pools inside each category (the curriculum picks the category, the pools the problem);
+            None draws a category's problems in turn.
     """
 
     def __init__(
         self,
         row_categories: Sequence[str],
         curriculum: Curriculum,
-        mini_repeat_count: int,
-        batch_size: int = 1,
-        repeat_count: int = 1,
         shuffle: bool = True,
         seed: int = 0,
-        history: int = 8,
+        pools: DifficultyPools | None = None,
     ):
-        if batch_size < 1 or mini_repeat_count < 1 or repeat_count < 1:
-            raise ValueError("batch_size, mini_repeat_count and repeat_count must all be >= 1.")
         self.curriculum = curriculum
-        self.mini_repeat_count = mini_repeat_count
-        self.batch_size = batch_size
-        self.repeat_count = repeat_count
         self.shuffle = shuffle
-        self.history = history
         self.num_samples = len(row_categories)
-        if self.num_samples < batch_size:
+        self.pool_arms = bool(getattr(curriculum, "arms_are_pools", False))
+        if self.pool_arms and pools is not None:
             raise ValueError(
-                f"the dataset has {self.num_samples} rows but a generation batch needs {batch_size} distinct "
-                "prompts: lower generation_batch_size or add rows."
+                f"curriculum {curriculum.name!r} already draws by difficulty pools, so pools inside its categories "
+                "cannot compose with it: pass pools=None, or a category strategy (sec, random, ...) with pools."
             )
-
-        rows: dict[str, list[int]] = {c: [] for c in curriculum.categories}
-        for index, category in enumerate(row_categories):
-            category = str(category)
-            if category not in rows:
-                raise ValueError(
-                    f"row {index} has category {category!r}, which is not among the curriculum's categories "
-                    f"{curriculum.categories}."
-                )
-            rows[category].append(index)
-        empty = [c for c, r in rows.items() if not r]
-        if empty:
-            raise ValueError(
-                f"categories {empty} have no rows in the dataset: remove them from the curriculum's categories "
-                "or add rows for them."
-            )
-        self.rows = {c: np.array(r, dtype=np.int64) for c, r in rows.items()}
-
+        #: Latest group success rate of every row (see :meth:`observe`); saved with the sampler's state.
+        self.difficulty = ProblemDifficulty(self.num_samples)
+        if self.pool_arms:
+            curriculum.bind(self.difficulty)
+            self.pools: DifficultyPools | None = curriculum.pools
+            self.rows = {ALL_ROWS: np.arange(self.num_samples, dtype=np.int64)}
+        else:
+            self.pools = pools
+            self.rows = _rows_by_category(row_categories, curriculum.categories)
         self.rng = np.random.default_rng(seed)
-        self.queues: dict[str, list[int]] = {c: [] for c in curriculum.categories}
-        self.chunks_drawn = 0
-        self.epoch = 0
-        self._epoch_was_set = False
-        self._iterated = False
-        self.recent_chunks: dict[int, list[int]] = {}
-
-    # -- torch Sampler protocol -----------------------------------------------------------------
-    @property
-    def chunks_per_epoch(self) -> int:
-        return self.num_samples // self.batch_size
-
-    def __len__(self) -> int:
-        return self.chunks_per_epoch * self.batch_size * self.mini_repeat_count * self.repeat_count
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by the HF Trainer before each epoch; chunk ``j`` of epoch ``e`` is chunk ``e * K + j``."""
-        self.epoch = epoch
-        self._epoch_was_set = True
-
-    def __iter__(self) -> Iterator[int]:
-        if self._iterated and not self._epoch_was_set:
-            self.epoch += 1  # iterated by hand, without set_epoch: move on to the next epoch
-        self._iterated, self._epoch_was_set = True, False
-        first = self.epoch * self.chunks_per_epoch
-        for chunk_id in range(first, first + self.chunks_per_epoch):
-            chunk = self._chunk(chunk_id)
-            for _ in range(self.repeat_count):
-                for index in chunk:
-                    for _ in range(self.mini_repeat_count):
-                        yield index
-
-    # -- drawing ---------------------------------------------------------------------------------
-    def _chunk(self, chunk_id: int) -> list[int]:
-        if chunk_id < self.chunks_drawn:
-            # Drawn before a checkpoint: replay it if it may still be trained on; otherwise the trainer
-            # skips it on resume and any valid indices do.
-            return self.recent_chunks.get(chunk_id, list(range(self.batch_size)))
-        chunk = self.draw(self.batch_size)
-        self.chunks_drawn = chunk_id + 1
-        self.recent_chunks[chunk_id] = chunk
-        for old in [c for c in self.recent_chunks if c <= chunk_id - self.history]:
-            del self.recent_chunks[old]
-        return chunk
+        self.queues: dict[str, list[int]] = {c: [] for c in self.rows}
+        #: How many times :meth:`draw` ran (saved with the state: a resumed run continues the count).
+        self.num_draws = 0
+        #: The indices of the latest draw, and the arm each was drawn for (a category, or a pool).
+        self.last_draw: list[int] = []
+        self.last_arms: list[str] = []
 
     def draw(self, n: int) -> list[int]:
-        """Draw ``n`` categories i.i.d. from the curriculum, then the next problem of each."""
+        """Draw ``n`` arms i.i.d. from the curriculum, then the next problem of each (of a pool, with pools)."""
+        if n < 1:
+            raise ValueError(f"draw(n={n}): a batch needs at least one problem.")
         probs = self.curriculum.probability_vector()
         arms = self.rng.choice(len(self.curriculum.categories), size=n, p=probs / probs.sum())
-        return [self._next_problem(self.curriculum.categories[a]) for a in arms]
+        # Problems move between pools only in observe(), so one snapshot serves the whole draw.
+        pool_of = None if self.pools is None else self.pools.pool_of(self.difficulty.success)
+        pool_probs: dict[str, np.ndarray] = {}  # per category, for this draw
+        self.last_draw, self.last_arms = [], []
+        for a in arms:
+            arm = self.curriculum.categories[a]
+            if self.pool_arms:
+                row = self._next_problem(ALL_ROWS, pool_of, POOLS.index(arm))
+            elif pool_of is not None:
+                if arm not in pool_probs:
+                    pool_probs[arm] = self.pools.probabilities(pool_of[self.rows[arm]])
+                row = self._next_problem(arm, pool_of, int(self.rng.choice(len(POOLS), p=pool_probs[arm])))
+            else:
+                row = self._next_problem(arm)
+            self.last_draw.append(row)
+            self.last_arms.append(arm)
+        self.num_draws += 1
+        return self.last_draw
 
-    def _next_problem(self, category: str) -> int:
-        queue = self.queues[category]
-        if not queue:  # exhausted (or first use): refill with a fresh pass over the category
-            rows = self.rows[category]
-            order = self.rng.permutation(rows) if self.shuffle else rows
-            queue.extend(order[::-1].tolist())  # stored reversed, so that pop() is O(1)
-        return queue.pop()
+    def observe(self, problems: Sequence[int], success_rates: Sequence[float]) -> None:
+        """The trainer's hook after a batch is scored: each drawn problem's group success rate, in [0, 1] or NaN.
+
+        ``problems`` are dataset row indices (one per group, not per rollout); NaN rates (no rollout scored) are
+        skipped. Feed every process the same gathered values, so that every process keeps the same pools.
+        """
+        self.difficulty.observe(problems, success_rates)
+
+    def _next_problem(self, key: str, pool_of: np.ndarray | None = None, pool: int | None = None) -> int:
+        """The next queued row of ``key`` (of ``pool``, when given), refilling the queue with a fresh pass if none is.
+
+        A queue never holds a row twice: it is refilled with the rows it lacks (all of them, or the pool's), so
+        every problem comes round once per pass even as problems move between pools.
+        """
+        queue = self.queues[key]  # stored reversed, so that pop() takes the next one
+        if pool is None:
+            if not queue:
+                queue.extend(self._pass(self.rows[key])[::-1].tolist())
+            return queue.pop()
+        hits = np.flatnonzero(pool_of[np.asarray(queue, dtype=np.int64)] == pool) if queue else []
+        if not len(hits):
+            rows = self.rows[key]
+            queue[:0] = self._pass(rows[pool_of[rows] == pool])[::-1].tolist()  # drawn after those queued
+            hits = np.flatnonzero(pool_of[np.asarray(queue, dtype=np.int64)] == pool)
+        return queue.pop(int(hits[-1]))
+
+    def _pass(self, rows: np.ndarray) -> np.ndarray:
+        return self.rng.permutation(rows) if self.shuffle else rows
 
     # -- persistence ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state (generator, per-category queues, recent chunks)."""
+        """JSON-serialisable state (generator, per-category queues, draw count, problems' difficulty)."""
         return {
             "rng": self.rng.bit_generator.state,
             "queues": {c: list(q) for c, q in self.queues.items()},
-            "chunks_drawn": self.chunks_drawn,
-            "epoch": self.epoch,
-            "recent_chunks": {str(k): list(v) for k, v in self.recent_chunks.items()},
+            "num_draws": self.num_draws,
+            "difficulty": self.difficulty.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; files of sec-rl 0.1 (with prefetch history, no difficulty) load too."""
         if set(state["queues"]) != set(self.queues):
             raise ValueError(
                 f"sampler state has categories {sorted(state['queues'])}, this sampler {sorted(self.queues)}: "
-                "resume with the same dataset and category columns."
+                "resume with the same dataset, category columns and strategy."
             )
         self.rng.bit_generator.state = _json_state(state["rng"])
         self.queues = {c: list(q) for c, q in state["queues"].items()}
-        self.chunks_drawn = int(state["chunks_drawn"])
-        self.epoch = int(state["epoch"])
-        self.recent_chunks = {int(k): list(v) for k, v in state["recent_chunks"].items()}
-        self._iterated = False
+        self.num_draws = int(state.get("num_draws", state.get("chunks_drawn", 0)))
+        if "difficulty" in state:
+            self.difficulty.load_state_dict(state["difficulty"])
+
+
+def _rows_by_category(row_categories: Sequence[str], categories: Sequence[str]) -> dict[str, np.ndarray]:
+    rows: dict[str, list[int]] = {c: [] for c in categories}
+    for index, category in enumerate(row_categories):
+        category = str(category)
+        if category not in rows:
+            raise ValueError(
+                f"row {index} has category {category!r}, which is not among the curriculum's categories "
+                f"{list(categories)}."
+            )
+        rows[category].append(index)
+    empty = [c for c, r in rows.items() if not r]
+    if empty:
+        raise ValueError(
+            f"categories {empty} have no rows in the dataset: remove them from the curriculum's categories "
+            "or add rows for them."
+        )
+    return {c: np.array(r, dtype=np.int64) for c, r in rows.items()}
 
 
 def _json_state(state: Mapping[str, Any]) -> dict[str, Any]:

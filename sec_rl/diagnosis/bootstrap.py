@@ -275,6 +275,13 @@ def diagnose(
         include_unfinished: also use unfinished/crashed runs that logged a score (their last one).
         n_bins: numeric parameters with more than 12 distinct values are binned into this many quantile bins.
     """
+    not_finite = [r.run_id for r in runs if r.ok and not math.isfinite(r.score)]
+    if not_finite:
+        raise DiagnosisError(
+            f"runs {not_finite[:5]} have status 'ok' but no finite score ({len(not_finite)} in all): a NaN or "
+            "infinite score cannot be ranked. Give them status 'invalid' with the value in their reason (collect() "
+            "and read_table() do), or fix the metric."
+        )
     usable = [r for r in runs if (r.ok or include_unfinished) and math.isfinite(r.score)]
     active = [r for r in usable if r.params.get(param) is not None]
     if not active:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import yaml
 
 from sec_rl.diagnosis.bootstrap import diagnose_all
-from sec_rl.diagnosis.collect import collect, read_table, status_counts, write_table
+from sec_rl.diagnosis.collect import collect, describe_counts, read_table, status_counts, write_table
 from sec_rl.diagnosis.frontier import compute_to_match, frontiers
 from sec_rl.diagnosis.report import write_report
 from sec_rl.diagnosis.sampling import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, read_sweep, write_sweep
@@ -34,6 +35,33 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def _fail(prog: str, err: Exception) -> int:
     print(f"{prog}: error: {err}", file=sys.stderr)
     return 1
+
+
+def _say(text: str) -> None:
+    """Print a line; once the reader has gone (``sec-rl diagnose ... | head``), keep working silently.
+
+    The files a command writes matter more than its console output, so a closed pipe must neither stop
+    the command nor end it in a BrokenPipeError traceback.
+    """
+    try:
+        print(text)
+    except BrokenPipeError:
+        _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    # Later writes, and the interpreter's final flush, go to /dev/null instead of the closed pipe.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _flush_stdout() -> None:
+    """Flush buffered output now, while a closed pipe can still be handled quietly."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
 
 
 # ------------------------------------------------------------------------------------------------- sweep
@@ -97,10 +125,17 @@ def sweep_main(argv: list[str] | None = None) -> int:
     if args.out is None and not args.dry_run:
         parser.error("pass --out FOLDER for the sweep (or --dry-run to only print configurations).")
     try:
+        return _sweep(parser, args)
+    finally:
+        _flush_stdout()
+
+
+def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
         space = load_space(args.space)
         if args.dry_run:
             for i, config in enumerate(space.sample_many(args.num_runs, args.seed, args.start), start=args.start):
-                print(f"# run {i}\n{yaml.safe_dump(config, sort_keys=False)}")
+                _say(f"# run {i}\n{yaml.safe_dump(config, sort_keys=False)}")
             return 0
         plan = write_sweep(
             space,
@@ -116,10 +151,10 @@ def sweep_main(argv: list[str] | None = None) -> int:
         )
     except DiagnosisError as err:
         return _fail(parser.prog, err)
-    print(f"wrote {len(plan.run_ids)} configs of space {space.name!r} to {plan.root / 'runs'}")
-    print(f"  run them here:     bash {plan.local_script}")
-    print(f"  or on a cluster:   {plan.cluster_commands} (one command per line)")
-    print(f"  then diagnose:     sec-rl diagnose {plan.root}")
+    _say(f"wrote {len(plan.run_ids)} configs of space {space.name!r} to {plan.root / 'runs'}")
+    _say(f"  run them here:     bash {plan.local_script}")
+    _say(f"  or on a cluster:   {plan.cluster_commands} (one command per line)")
+    _say(f"  then diagnose:     sec-rl diagnose {plan.root}")
     return 0
 
 
@@ -236,6 +271,8 @@ def diagnose_main(argv: list[str] | None = None) -> int:
         return _diagnose(args)
     except DiagnosisError as err:
         return _fail(parser.prog, err)
+    finally:
+        _flush_stdout()
 
 
 def _diagnose(args: argparse.Namespace) -> int:
@@ -256,11 +293,12 @@ def _diagnose(args: argparse.Namespace) -> int:
     space: SearchSpace | None = SearchSpace.from_dict(sweep["space"]) if sweep and "space" in sweep else None
 
     counts = status_counts(runs)
-    print(f"{len(runs)} runs: {counts['ok']} finished, {counts['unfinished']} unfinished, {counts['crashed']} crashed")
+    left_out = len(runs) - counts["ok"]
+    _say(describe_counts(runs))
     for run in [r for r in runs if not r.ok][:20]:
-        print(f"  {run.status:<10} {run.run_id}: {run.reason}")
-    if counts["unfinished"] + counts["crashed"] > 20:
-        print(f"  ... and {counts['unfinished'] + counts['crashed'] - 20} more (see results.csv)")
+        _say(f"  {run.status:<10} {run.run_id}: {run.reason}")
+    if left_out > 20:
+        _say(f"  ... and {left_out - 20} more (see results.csv)")
     if not any(r.ok and math.isfinite(r.score) for r in runs) and not args.include_unfinished:
         raise DiagnosisError("no finished run has a score yet: nothing to diagnose (see the statuses above).")
 
@@ -288,7 +326,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     )
     for ds in diagnoses.values():
         for d in ds:
-            print("\n" + d.format())
+            _say("\n" + d.format())
 
     fronts, matches = None, []
     if args.strategy_key:
@@ -296,9 +334,9 @@ def _diagnose(args: argparse.Namespace) -> int:
             runs, args.strategy_key, use_curves=not args.final_points_only, higher_is_better=not args.lower_is_better
         )
         matches = [compute_to_match(fa, fb) for fa in fronts.values() for fb in fronts.values() if fa is not fb]
-        print("\ncompute frontier:")
+        _say("\ncompute frontier:")
         for m in matches:
-            print(f"  {m.describe()}")
+            _say(f"  {m.describe()}")
 
     if args.no_report:
         return 0
@@ -317,5 +355,5 @@ def _diagnose(args: argparse.Namespace) -> int:
         title=f"Sweep diagnosis: {source}",
         use_curves=not args.final_points_only,
     )
-    print(f"\nwrote {table}, {report} and {out / 'diagnosis.json'}")
+    _say(f"\nwrote {table}, {report} and {out / 'diagnosis.json'}")
     return 0

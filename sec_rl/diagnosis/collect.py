@@ -8,11 +8,13 @@ Each sub-folder of the runs folder is one run. Where the numbers come from, firs
 - compute: the same files, under the key the user names (default ``total_flos``, which the HF Trainer
   stores at the top level of ``trainer_state.json``).
 
-A run that crashed (non-zero ``exit_code``, unreadable files) or has not finished (``global_step <
-max_steps``, no results yet) is kept in the table with its status and the reason, never dropped. A run
-whose only state is its last ``checkpoint-*`` counts as finished when that checkpoint is at ``max_steps``.
-A *finished* run without the metric raises :class:`MissingMetricError`: that is almost always a
-misspelled metric name, and the error lists the keys that do exist.
+A run that crashed (an ``exit_code`` file that is non-zero or not a number, such as ``Killed``; unreadable
+files) or has not finished (``global_step < max_steps``, no results yet) is kept in the table with its status
+and the reason, never dropped. A run whose only state is its last ``checkpoint-*`` counts as finished when
+that checkpoint is at ``max_steps``. A finished run whose metric is there but is not a finite number
+(``NaN``, ``Infinity``, a string) has status ``invalid``, its value in the reason: a diverged run must not
+win the bootstrap nor vanish from it. A *finished* run without the metric raises :class:`MissingMetricError`:
+that is almost always a misspelled metric name, and the error lists the keys that do exist.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import yaml
 from sec_rl.diagnosis.sampling import CONFIG_NAME, RESERVED_KEYS, RUNS_DIR
 from sec_rl.diagnosis.space import DiagnosisError
 
-Status = Literal["ok", "unfinished", "crashed"]
+Status = Literal["ok", "unfinished", "crashed", "invalid"]
+#: Every status, in the order reports count them.
+STATUSES: tuple[Status, ...] = ("ok", "unfinished", "crashed", "invalid")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads thousands of configs faster
 RESULT_FILES = ("eval_results.json", "all_results.json")
 
@@ -95,6 +99,22 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool, a string, NaN or an infinity)."""
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _describe_value(value: Any) -> str:
+    """How a value that is not a finite number reads in a reason: ``NaN``, ``Infinity``, ``the string '0.5'``."""
+    number = _number(value)
+    if number is not None:
+        return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
 def read_run(
     run_dir: str | Path,
     metric: str,
@@ -123,12 +143,13 @@ def read_run(
     def result(status: Status, reason: str = "", **kw: Any) -> RunResult:
         return RunResult(rid, params, status=status, reason=reason, path=str(run_dir), **kw)
 
-    exit_code = None
+    exit_code: int | str | None = None  # an int, or the file's text when it is not one (e.g. "Killed")
     if (run_dir / "exit_code").is_file():
-        text = (run_dir / "exit_code").read_text().strip()
-        exit_code = int(text) if text.lstrip("-").isdigit() else None
+        text = (run_dir / "exit_code").read_text(errors="replace").strip()
+        exit_code = int(text) if text.lstrip("-").isdigit() else text
 
     results: dict[str, Any] = {}
+    source: dict[str, str] = {}  # which results file each key was read from
     state: dict[str, Any] | None = None
     state_path = run_dir / "trainer_state.json"
     from_checkpoint = False
@@ -138,12 +159,16 @@ def read_run(
     try:
         for name in reversed(RESULT_FILES):  # eval_results.json overrides all_results.json
             if (run_dir / name).is_file():
-                results.update(_read_json(run_dir / name))
+                data = _read_json(run_dir / name)
+                results.update(data)
+                source.update(dict.fromkeys(data, name))
         if state_path is not None:
             state = _read_json(state_path)
     except (OSError, ValueError) as err:
         return result("crashed", f"unreadable results file: {err}")
 
+    if isinstance(exit_code, str):  # the shell or a scheduler wrote something else than a status: not a success
+        return result("crashed", f"exit_code file reads {exit_code!r}, not an exit status (killed before it ended?)")
     if state is None and not results:
         if exit_code not in (None, 0):
             return result("crashed", f"exit code {exit_code}, no trainer_state.json or eval_results.json")
@@ -155,14 +180,24 @@ def read_run(
     available = set(results) | {k for e in history for k in e}
     key = next((k for k in metric_keys(metric) if k in available), None)
 
-    # Score: the results file is the final evaluation; otherwise reduce the logged evaluations.
-    points = [e for e in history if key is not None and _number(e.get(key)) is not None]
-    score = math.nan
-    if key is not None and _number(results.get(key)) is not None:
-        score = float(results[key])
-    elif points:
-        values = [float(e[key]) for e in points]
-        score = {"last": values[-1], "max": max(values), "min": min(values)}[reduce]
+    # Score: the results file is the final evaluation; otherwise reduce the logged evaluations. A value that is
+    # not a finite number is kept aside (bad_value) so that the run is reported with it, never scored with it.
+    logged = [e for e in history if key is not None and key in e]
+    points = [e for e in logged if _finite(e[key]) is not None]
+    score, bad_value, bad_where = math.nan, None, ""
+    if key is not None and key in results:
+        if _finite(results[key]) is None:
+            bad_value, bad_where = results[key], source[key]
+        else:
+            score = float(results[key])
+    elif logged:
+        entering = logged[-1:] if reduce == "last" else logged
+        bad = [e for e in entering if _finite(e[key]) is None]
+        if bad:
+            bad_value, bad_where = bad[-1][key], f"trainer_state.json's log_history at step {bad[-1].get('step', '?')}"
+        else:
+            values = [float(e[key]) for e in points]
+            score = {"last": values[-1], "max": max(values), "min": min(values)}[reduce]
 
     # Compute: results file, then the state's top level (HF keeps total_flos there), then the last log entry.
     compute = _number(results.get(compute_key))
@@ -202,6 +237,11 @@ def read_run(
 
     if exit_code not in (None, 0):
         return result("crashed", f"exit code {exit_code} at {where}", **fields)
+    if bad_value is not None:
+        what = f"{key!r} is {_describe_value(bad_value)} in {bad_where}, not a finite number"
+        if not finished:
+            return result("unfinished", f"at {where}; {what}", **fields)
+        return result("invalid", f"{what}: the run is not scored (diverged, or the metric is broken)", **fields)
     if math.isnan(score):
         if not finished:
             return result("unfinished", f"at {where}, no {metric!r} logged yet", **fields)
@@ -258,10 +298,20 @@ def collect(
 
 
 def status_counts(runs: Sequence[RunResult]) -> dict[str, int]:
-    counts = {"ok": 0, "unfinished": 0, "crashed": 0}
+    """Runs per status, every status present (0 when none has it)."""
+    counts = dict.fromkeys(STATUSES, 0)
     for run in runs:
         counts[run.status] += 1
     return counts
+
+
+def describe_counts(runs: Sequence[RunResult]) -> str:
+    """``"40 runs: 37 finished, 1 unfinished, 1 crashed, 1 with an invalid score"`` (the last only when > 0)."""
+    counts = status_counts(runs)
+    text = f"{len(runs)} runs: {counts['ok']} finished, {counts['unfinished']} unfinished, {counts['crashed']} crashed"
+    if counts["invalid"]:
+        text += f", {counts['invalid']} with an invalid score (not a finite number)"
+    return text
 
 
 def param_columns(runs: Sequence[RunResult], order: Sequence[str] = ()) -> list[str]:
@@ -344,18 +394,25 @@ def read_table(path: str | Path, metric: str = "score", compute_key: str = "comp
     runs = []
     for i, row in enumerate(rows):
         score, compute = _parse_cell(row[score_col]), _parse_cell(row[compute_col]) if compute_col else None
-        status = row.get("status") or ("ok" if isinstance(score, int | float) else "crashed")
-        if status not in ("ok", "unfinished", "crashed"):
-            raise DiagnosisError(f"{path} row {i + 2}: status {status!r} is not one of ok, unfinished, crashed.")
+        status = row.get("status") or ("ok" if score is not None else "crashed")
+        reason = row.get("reason") or ""
+        if status not in STATUSES:
+            raise DiagnosisError(f"{path} row {i + 2}: status {status!r} is not one of {', '.join(STATUSES)}.")
+        if score is not None and _finite(score) is None:
+            what = f"{score_col!r} is {_describe_value(score)}, not a finite number"
+            if status == "ok":
+                status, reason = "invalid", f"{what}: the run is not scored"
+            else:
+                reason = f"{reason}; {what}" if reason else what
         params = {k: _parse_cell(v) for k, v in row.items() if k not in skip and v not in ("", None)}
         runs.append(
             RunResult(
                 run_id=row.get("run_id") or f"row-{i}",
                 params=params,
-                score=float(score) if isinstance(score, int | float) else math.nan,
-                compute=float(compute) if isinstance(compute, int | float) else math.nan,
+                score=_finite(score) if _finite(score) is not None else math.nan,
+                compute=_finite(compute) if _finite(compute) is not None else math.nan,
                 status=status,
-                reason=row.get("reason") or "",
+                reason=reason,
                 path=row.get("path") or "",
             )
         )

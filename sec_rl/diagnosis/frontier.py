@@ -109,7 +109,10 @@ def frontiers(
     return out
 
 
-def _as_frontier(x: Frontier | Sequence[RunResult] | np.ndarray | Sequence[Sequence[float]], name: str) -> Frontier:
+Points = Frontier | Sequence[RunResult] | np.ndarray | Sequence[Sequence[float]]
+
+
+def _as_frontier(x: Points, name: str, higher_is_better: bool) -> Frontier:
     if isinstance(x, Frontier):
         return x
     if len(x) and isinstance(x[0], RunResult):
@@ -119,7 +122,25 @@ def _as_frontier(x: Frontier | Sequence[RunResult] | np.ndarray | Sequence[Seque
         c, s = arr[:, 0], arr[:, 1]
     if len(c) == 0:
         raise DiagnosisError(f"strategy {name} has no (compute, score) points.")
-    return Frontier(name, *pareto_frontier(c, s))
+    return Frontier(name, *pareto_frontier(c, s, higher_is_better), higher_is_better)
+
+
+def _direction(runs_a: Points, runs_b: Points, higher_is_better: bool | None) -> bool:
+    """The metric's mode: given, or the Frontiers' own; raw points without it would be a guess, so they raise."""
+    modes = {f.higher_is_better for f in (runs_a, runs_b) if isinstance(f, Frontier)}
+    if len(modes) > 1:
+        raise DiagnosisError("the two frontiers disagree on higher_is_better: build both with the metric's mode.")
+    if higher_is_better is not None and modes and modes != {higher_is_better}:
+        raise DiagnosisError(
+            f"higher_is_better={higher_is_better} contradicts the frontiers' own mode ({modes.pop()}): drop the "
+            "argument or rebuild the frontiers with the same mode."
+        )
+    if higher_is_better is None and not modes:
+        raise DiagnosisError(
+            "compute_to_match on runs or (compute, score) points needs the metric's direction: pass "
+            "higher_is_better=True for a success rate or reward, False for a loss."
+        )
+    return modes.pop() if modes else bool(higher_is_better)
 
 
 @dataclass
@@ -157,13 +178,13 @@ class Match:
         }
 
 
-def compute_to_match(
-    runs_a: Frontier | Sequence[RunResult] | np.ndarray | Sequence[Sequence[float]],
-    runs_b: Frontier | Sequence[RunResult] | np.ndarray | Sequence[Sequence[float]],
-) -> Match:
+def compute_to_match(runs_a: Points, runs_b: Points, *, higher_is_better: bool | None = None) -> Match:
     """Smallest compute at which A's frontier reaches B's peak score, and its ratio to B's compute at that peak.
 
     Each argument is a :class:`Frontier`, a list of :class:`RunResult`, or an ``(N, 2)`` array of (compute, score).
+    ``higher_is_better`` is the metric's mode; it is required unless an argument is a :class:`Frontier`, which
+    carries its own (for a loss, "reaching" B's peak means going as low).
     """
-    a, b = _as_frontier(runs_a, "A"), _as_frontier(runs_b, "B")
+    higher = _direction(runs_a, runs_b, higher_is_better)
+    a, b = _as_frontier(runs_a, "A", higher), _as_frontier(runs_b, "B", higher)
     return Match(a.strategy, b.strategy, b.peak_score, a.compute_to_reach(b.peak_score), b.peak_compute, a.peak_score)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sec_rl.diagnosis.bootstrap import Diagnosis
-from sec_rl.diagnosis.collect import RunResult, param_columns, status_counts
+from sec_rl.diagnosis.collect import RunResult, describe_counts, param_columns, status_counts
 from sec_rl.diagnosis.frontier import Frontier, Match, frontier_points
 
 
@@ -142,13 +142,12 @@ def write_report(
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    counts = status_counts(runs)
     higher = next((ds[0].higher_is_better for ds in diagnoses.values() if ds), True)
     md = [
         f"# {title}",
         "",
-        f"{len(runs)} runs: {counts['ok']} finished, {counts['unfinished']} unfinished, {counts['crashed']} crashed. "
-        f"Score: `{metric}` ({'higher' if higher else 'lower'} is better). Compute: `{compute_key}`.",
+        f"{describe_counts(runs)}. Score: `{metric}` ({'higher' if higher else 'lower'} is better). "
+        f"Compute: `{compute_key}`.",
         "",
         "Each hyperparameter is diagnosed as in arXiv 2507.04103: runs are resampled with replacement, each "
         "weighted by 1 / (runs sharing its value); the best run of a resample wins for its value. The win-rate "
@@ -159,7 +158,7 @@ def write_report(
 
     failed = [r for r in runs if not r.ok]
     if failed:
-        md += ["## Runs that did not finish", "", "| run | status | reason |", "|---|---|---|"]
+        md += ["## Runs left out (not finished, or no finite score)", "", "| run | status | reason |", "|---|---|---|"]
         md += [f"| `{r.run_id}` | {r.status} | {r.reason} |" for r in failed]
         md.append("")
 

@@ -187,11 +187,13 @@ class StageReport:
         return cls({r.stage: r for r in results}, float(data.get("confidence", 0.95)))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_dict` as JSON (a folder gets ``report.json``)."""
+        """Write :meth:`to_dict` as JSON (a folder gets ``report.json``), with the environment it was made in."""
+        from sec_rl.provenance import environment_info
+
         path = Path(path)
         file = path / REPORT_FILE if path.is_dir() or not path.suffix else path
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        file.write_text(json.dumps({**self.to_dict(), "environment": environment_info()}, indent=2) + "\n")
         return file
 
     @classmethod
@@ -327,8 +329,10 @@ def _load_model_agent(path: str, *, temperature: float, max_new_tokens: int, bat
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from sec_rl.models import resolve_model
     from sec_rl.web.evaluate import ModelAgent
 
+    path = resolve_model(path)  # a packaged-model name (smollm2-135m) -> its folder
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
@@ -442,6 +446,9 @@ def evaluate_stages(
             )
         return own_pool
 
+    from sec_rl.provenance import environment_info
+
+    environment = environment_info()  # recorded in every stage file: its numbers depend on it
     try:
         for name, stage in stages.items():
             file = files[name]
@@ -498,6 +505,7 @@ def evaluate_stages(
                     "report": report.to_dict(),
                 }
                 data["finished_at"] = time.time()
+                data["environment"] = environment
                 _write_json(file, data)
                 if report.overall.env_errors:
                     logger.warning(

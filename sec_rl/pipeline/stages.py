@@ -78,10 +78,14 @@ def load_sft_dataset(args: WebSFTArguments) -> Dataset:
 
 
 def _load_model(model_args: ModelConfig) -> tuple[Any, Any]:
-    """The model and tokenizer ``ModelConfig`` names, with its revision, dtype, attention and quantisation."""
+    """The model and tokenizer ``ModelConfig`` names (a path, Hub id or packaged-model name), ready to train."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import get_quantization_config
 
+    from sec_rl.models import check_trainable_checkpoint, resolve_model
+
+    name = resolve_model(model_args.model_name_or_path)  # a registry name (smollm2-135m) -> its folder
+    check_trainable_checkpoint(name)
     kwargs: dict[str, Any] = {"revision": model_args.model_revision}
     if model_args.dtype not in (None, "auto"):
         kwargs["dtype"] = model_args.dtype
@@ -90,8 +94,8 @@ def _load_model(model_args: ModelConfig) -> tuple[Any, Any]:
     quantization = get_quantization_config(model_args)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
     return model, tokenizer
 
 
@@ -250,13 +254,20 @@ class PushArguments:
         default="outputs/grpo", metadata={"help": "The RL output folder (steps, curriculum_state.json)."}
     )
     eval_dir: str | None = field(default="outputs/eval", metadata={"help": "The evaluation folder (its table)."})
-    base_model: str | None = field(default=None, metadata={"help": "The student's base model, for the card."})
+    base_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The student's base model, for the card (a packaged name such as smollm2-135m is named "
+            "by its Hub id)."
+        },
+    )
     private: bool = field(default=False, metadata={"help": "Create the repository private."})
     endpoint: str | None = field(default=None, metadata={"help": "Hub endpoint (default: huggingface.co)."})
 
 
 def run_push(args: PushArguments) -> str:
     """Push the student with a model card that records the pipeline; returns the commit URL."""
+    from sec_rl.models import hub_model_id
     from sec_rl.pipeline.hub import pipeline_record, push_student_to_hub
 
     if not args.repo_id:
@@ -266,6 +277,6 @@ def run_push(args: PushArguments) -> str:
         sft_dir=args.sft_dir,
         rl_dir=args.rl_dir,
         eval_dir=args.eval_dir,
-        base_model=args.base_model,
+        base_model=hub_model_id(args.base_model),  # smollm2-135m -> its Hub id, not a cache path
     )
     return push_student_to_hub(args.model_dir, args.repo_id, record, private=args.private, endpoint=args.endpoint)

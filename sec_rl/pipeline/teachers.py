@@ -364,7 +364,10 @@ class TransformersTeacher(Teacher):
         if isinstance(model, str | os.PathLike):
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            from sec_rl.models import resolve_model
+
             name = name or str(model)
+            model = resolve_model(str(model))  # a packaged-model name (smollm2-135m) -> its folder
             tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
             model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
         elif tokenizer is None:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sec_rl.curriculum import CURRICULA, make_curriculum
+from sec_rl.curriculum import CURRICULA, POOL_STRATEGIES, POOLS, DifficultyPools, make_curriculum
 
 NO_CURRICULUM = "none"
 
@@ -29,7 +29,9 @@ class CurriculumArguments:
         default="sec",
         metadata={
             "help": "Strategy that chooses each prompt's category: one of "
-            f"{sorted(CURRICULA)}, or '{NO_CURRICULUM}' for TRL's own uniform sampler."
+            f"{sorted(CURRICULA)}; or {sorted(POOL_STRATEGIES)}, whose arms are difficulty pools that problems move "
+            f"between by their latest group success (no category column needed); or a strategy of your own by import "
+            f"path, 'my_pkg.module:MyStrategy'; or '{NO_CURRICULUM}' for TRL's own uniform sampler."
         },
     )
     curriculum_column: list[str] | None = field(
@@ -76,6 +78,15 @@ class CurriculumArguments:
         default=None,
         metadata={"help": "Seed of the curriculum sampler's private generator. Default: `seed`."},
     )
+    curriculum_pools: dict[str, float] | str | bool | None = field(
+        default=None,
+        metadata={
+            "help": "Difficulty pools inside each category: the strategy picks the category, then a problem is drawn "
+            "from its easy / normal / hard pool by each problem's latest group success (prime-rl's rule). True for "
+            "the defaults (hard <= 0.25 weight 0.2, normal <= 0.75 weight 1.0, easy weight 0.2), or a dict / JSON "
+            'string of them, e.g. \'{"hard": 0.1, "easy_weight": 0.0}\'. GRPO only.'
+        },
+    )
 
     def __post_init__(self):
         if hasattr(super(), "__post_init__"):
@@ -89,23 +100,25 @@ class CurriculumArguments:
                 raise ValueError(
                     f"curriculum_kwargs is not valid JSON ({err}): pass e.g. '{{\"target\": 0.5}}'."
                 ) from err
+        self.curriculum_pools = _pool_settings(self.curriculum_pools)
         if not self.curriculum_enabled:
             return
-        if not self.curriculum_column:
+        pool_strategy = self.curriculum in POOL_STRATEGIES
+        if pool_strategy and self.curriculum_pools is not None:
+            raise ValueError(
+                f"curriculum={self.curriculum!r} already draws by difficulty pools, so curriculum_pools cannot "
+                "compose with it: unset curriculum_pools, or use a category strategy (sec, random, ...) with pools."
+            )
+        if not self.curriculum_column and not pool_strategy:
             raise ValueError(
                 f"curriculum={self.curriculum!r} needs `curriculum_column`: the dataset column(s) that hold each "
                 "row's category, e.g. curriculum_column='difficulty'."
             )
         self._validate_curriculum_signal()
         # Build a throw-away instance now, so an unknown name or an out-of-range parameter fails at config time.
-        probe = make_curriculum(self.curriculum, ["probe"], sizes=[1], total_updates=1, **self.curriculum_params())
-        if probe.adaptive and self.dataloader_num_workers > 0:
-            raise ValueError(
-                f"dataloader_num_workers={self.dataloader_num_workers} with curriculum={self.curriculum!r}: worker "
-                "processes prefetch batches, so the curriculum would choose categories from values several steps "
-                "old. Set dataloader_num_workers=0 (the model, not data loading, is the bottleneck), or use a "
-                "non-adaptive curriculum ('random', 'ordered', 'reverse')."
-            )
+        probe_arms = list(POOLS) if pool_strategy else ["probe"]
+        make_curriculum(self.curriculum, probe_arms, sizes=[1] * len(probe_arms), total_updates=1,
+                        **self.curriculum_params())  # fmt: skip
 
     def _validate_curriculum_signal(self) -> None:
         """Reject a ``curriculum_signal`` this config's trainer cannot compute, listing the ones it can."""
@@ -128,3 +141,27 @@ class CurriculumArguments:
         if self.curriculum_temperature is not None:
             params["temperature"] = self.curriculum_temperature
         return params
+
+
+def _pool_settings(value: dict[str, float] | str | bool | None) -> dict[str, float] | None:
+    """``curriculum_pools`` as DifficultyPools' keyword arguments (None: no pools), checked now."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, str):
+        if value.strip().lower() in ("true", "false"):
+            return {} if value.strip().lower() == "true" else None
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"curriculum_pools is not valid JSON ({err}): pass e.g. '{{\"hard\": 0.25}}'.") from err
+    settings = dict(value)
+    try:
+        DifficultyPools(**settings)
+    except TypeError as err:
+        raise ValueError(
+            f"curriculum_pools={settings}: {err}. Use the fields hard, normal, easy_weight, normal_weight and "
+            "hard_weight."
+        ) from err
+    return settings

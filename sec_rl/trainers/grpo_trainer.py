@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from trl import GRPOTrainer
 
+from sec_rl.trainers.dynamic_sampling import DynamicSamplingMixin
 from sec_rl.trainers.mixin import GRPOCurriculumMixin
 
 
-class SECGRPOTrainer(GRPOCurriculumMixin, GRPOTrainer):
+class SECGRPOTrainer(DynamicSamplingMixin, GRPOCurriculumMixin, GRPOTrainer):
     """Drop-in for ``trl.GRPOTrainer``: same arguments, plus an optional ready ``curriculum`` strategy.
 
     Each generation batch draws its prompts' categories from the curriculum named by
@@ -15,7 +16,9 @@ class SECGRPOTrainer(GRPOCurriculumMixin, GRPOTrainer):
     from every process so that all processes keep the same strategy and draw the same batches.
     The strategy and sampler state are saved in every checkpoint (``curriculum_state.json``) and
     restored by ``trainer.train(resume_from_checkpoint=...)``; ``curriculum/*`` metrics go to
-    ``report_to``, and ``curriculum_probabilities.png`` is written into ``output_dir``.
+    ``report_to``, and ``curriculum_probabilities.png`` is written into ``output_dir``. With
+    ``args.dynamic_sampling``, groups whose rewards are all equal are refilled or replaced (see
+    :mod:`sec_rl.trainers.dynamic_sampling`).
 
     Example:
         ```python

@@ -1,10 +1,13 @@
 """Curriculum behaviour for TRL trainers, as mixins that override the narrowest methods and call ``super()``.
 
-``CurriculumMixin`` holds what every trainer needs (categories from the dataset, the strategy, the train
-sampler, the update from gathered values, checkpointing and logging); ``GRPOCurriculumMixin`` adds GRPO's
-sampler shape and the update from each generation batch's advantages (``SFTCurriculumMixin``, in
-``sft_trainer.py``, the update from each optimizer step's per-sequence losses). Put a mixin first in the bases
-of your own trainer: ``class MyTrainer(GRPOCurriculumMixin, MyGRPOTrainer)``.
+``CurriculumMixin`` holds what every trainer needs (categories from the dataset, the strategy, the sampler that
+draws a batch's rows when the batch is about to be used, the update from gathered values, checkpointing and
+logging); ``GRPOCurriculumMixin`` draws each generation batch when it is generated and updates the strategy from
+its advantages (``SFTCurriculumMixin``, in ``sft_trainer.py``, draws each micro-batch when its optimizer step
+starts and updates from the step's per-sequence losses). Drawing late, rather than when TRL's data loader
+prefetches, is what lets every draw see every update before it. Put a mixin first in the bases of your own
+trainer: ``class MyTrainer(GRPOCurriculumMixin, MyGRPOTrainer)``. A trainer given a plain TRL config (without
+the curriculum fields) behaves as TRL's.
 """
 
 from __future__ import annotations
@@ -16,11 +19,22 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
-from accelerate.utils import gather_object
 from datasets import Dataset, IterableDataset
 
-from sec_rl.curriculum import Curriculum, CurriculumSampler, arm_key, make_curriculum
+from sec_rl.curriculum import (
+    POOL_STRATEGIES,
+    POOLS,
+    Curriculum,
+    CurriculumSampler,
+    DifficultyPools,
+    RandomCurriculum,
+    arm_key,
+    make_curriculum,
+    upgrade_curriculum_state,
+)
+from sec_rl.curriculum.sampler import ALL_ROWS
 from sec_rl.trainers.callbacks import CurriculumCallback
 
 logger = logging.getLogger(__name__)
@@ -49,22 +63,38 @@ class CurriculumMixin:
     """
 
     def __init__(self, *args: Any, curriculum: Curriculum | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        if not hasattr(self.args, "curriculum_enabled"):
-            raise TypeError(
-                f"{type(self).__name__} reads its curriculum settings from `args`, but got a "
-                f"{type(self.args).__name__}: use SECGRPOConfig / SECSFTConfig, or add "
-                "sec_rl.trainers.CurriculumArguments to the bases of your config dataclass."
-            )
         self.curriculum: Curriculum | None = None
         self.curriculum_sampler: CurriculumSampler | None = None
+        self._curriculum_drawn: list[dict[str, Any]] | None = None  # the rows of the batch being generated
+        self._curriculum_arms: list[str] = []  # and the arm of every row of that batch, all processes
+        self._curriculum_problems: list[int] = []  # the dataset row of each prompt of the latest draw
+        super().__init__(*args, **kwargs)
+        if not hasattr(self.args, "curriculum_enabled"):
+            # A plain TRL config (or none): the import was swapped but not the config, so behave as TRL does.
+            if curriculum is not None:
+                raise TypeError(
+                    f"a curriculum was passed but `args` is a {type(self.args).__name__}, which has no curriculum "
+                    "fields (curriculum_column, ...): use SECGRPOConfig / SECSFTConfig, or add "
+                    "sec_rl.trainers.CurriculumArguments to the bases of your config dataclass."
+                )
+            logger.info(
+                f"{type(self).__name__} got a {type(self.args).__name__}: training without a curriculum, as TRL "
+                "does. Use SECGRPOConfig / SECSFTConfig to choose one."
+            )
+            return
         if self.args.curriculum_enabled or curriculum is not None:
             self._setup_curriculum(curriculum)
+        elif getattr(self.args, "dynamic_sampling", "none") != "none":
+            # Refill batches need fresh prompts: drawn uniformly, late, by the sampler a curriculum would steer.
+            self._row_arms = ["all"] * len(self.train_dataset)
+            uniform = RandomCurriculum(["all"])
+            self.curriculum_sampler = CurriculumSampler(
+                self._row_arms, uniform, shuffle=self._curriculum_shuffle(), seed=self._sampler_seed()
+            )
 
     # -- set-up ------------------------------------------------------------------------------------
     def _setup_curriculum(self, curriculum: Curriculum | None) -> None:
         dataset = self.train_dataset
-        columns = list(self.args.curriculum_column or [])
         if isinstance(dataset, IterableDataset):
             raise ValueError(
                 "a curriculum needs a map-style `datasets.Dataset`: it draws a problem of the chosen category by "
@@ -73,31 +103,18 @@ class CurriculumMixin:
             )
         if dataset is None:
             raise ValueError("a curriculum needs a `train_dataset` with a category column.")
-        if not columns:
-            raise ValueError(
-                "set `curriculum_column` in the config: the dataset column(s) holding each row's category."
-            )
-        missing = [c for c in columns if c not in dataset.column_names]
-        if missing:
-            raise ValueError(
-                f"curriculum_column {missing} not in the training dataset, whose columns are {dataset.column_names}: "
-                "add the column or name an existing one."
-            )
-        self._curriculum_columns = columns
-        values = [list(dataset[c]) for c in columns]
-        self._row_arms = [arm_key(parts) for parts in zip(*values)]
-        found = natural_sort(sorted(set(self._row_arms)))
-        categories = list(self.args.curriculum_categories or found)
-        unlisted = sorted(set(found) - set(categories))
-        if unlisted:
-            raise ValueError(
-                f"the data has categories {unlisted} that `curriculum_categories` does not list: add them to "
-                f"curriculum_categories (now {categories}) or drop those rows."
-            )
+        name = self.args.curriculum
+        if getattr(curriculum, "arms_are_pools", False) or (curriculum is None and name in POOL_STRATEGIES):
+            # Arms are difficulty pools that problems move between: no category column is read.
+            self._curriculum_columns = list(self.args.curriculum_column or [])
+            self._row_arms = [ALL_ROWS] * len(dataset)
+            categories = list(POOLS)
+        else:
+            self._row_arms, categories = self._row_categories(dataset)
         if curriculum is None:
             sizes = [self._row_arms.count(c) for c in categories]
             curriculum = make_curriculum(
-                self.args.curriculum,
+                name,
                 categories,
                 sizes=sizes,
                 total_updates=self._planned_curriculum_updates(len(dataset)),
@@ -112,26 +129,72 @@ class CurriculumMixin:
         if not any(isinstance(cb, CurriculumCallback) for cb in self.callback_handler.callbacks):
             self.add_callback(CurriculumCallback())
 
+    def _row_categories(self, dataset: Dataset) -> tuple[list[str], list[str]]:
+        """Each row's arm (from ``curriculum_column``) and the arms in order (``curriculum_categories`` or sorted)."""
+        columns = list(self.args.curriculum_column or [])
+        if not columns:
+            raise ValueError(
+                "set `curriculum_column` in the config: the dataset column(s) holding each row's category."
+            )
+        missing = [c for c in columns if c not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"curriculum_column {missing} not in the training dataset, whose columns are {dataset.column_names}: "
+                "add the column or name an existing one."
+            )
+        self._curriculum_columns = columns
+        values = [list(dataset[c]) for c in columns]
+        row_arms = [arm_key(parts) for parts in zip(*values)]
+        found = natural_sort(sorted(set(row_arms)))
+        categories = list(self.args.curriculum_categories or found)
+        unlisted = sorted(set(found) - set(categories))
+        if unlisted:
+            raise ValueError(
+                f"the data has categories {unlisted} that `curriculum_categories` does not list: add them to "
+                f"curriculum_categories (now {categories}) or drop those rows."
+            )
+        return row_arms, categories
+
     def _planned_curriculum_updates(self, num_rows: int) -> int:
         """How many times the strategy will be updated in the planned run (the 'ordered' strategy splits it)."""
         raise NotImplementedError
 
-    def _make_curriculum_sampler(self) -> CurriculumSampler | None:
-        """The sampler the trainer's data loader will use (None if the trainer samples some other way)."""
-        return None
+    def _make_curriculum_sampler(self) -> CurriculumSampler:
+        pools = self.args.curriculum_pools
+        return CurriculumSampler(
+            self._row_arms,
+            self.curriculum,
+            shuffle=self._curriculum_shuffle(),
+            seed=self._sampler_seed(),
+            pools=None if pools is None else DifficultyPools(**pools),
+        )
 
-    def _get_train_sampler(self, dataset: Dataset | None = None):
-        # The Trainer passes the training set itself, or (remove_unused_columns=True) a copy with fewer columns and
-        # the same rows: both are indexed like the rows the curriculum sampler knows. Anything else keeps TRL's.
-        sampler = self.curriculum_sampler
-        same_rows = dataset is None or dataset is self.train_dataset
-        if sampler is not None and not same_rows and isinstance(dataset, Dataset):
-            same_rows = len(dataset) == sampler.num_samples and set(self._curriculum_columns) <= set(
-                dataset.column_names
+    def _sampler_seed(self) -> int:
+        return self.args.seed if self.args.curriculum_seed is None else self.args.curriculum_seed
+
+    def _curriculum_shuffle(self) -> bool:
+        """Whether each category's problems are taken in a shuffled order (else in dataset order)."""
+        return True
+
+    def _draw_rows(self, local_size: int, repeats: int = 1) -> tuple[list[int], list[str]]:
+        """Draw a global batch now and return this process's row indices and every row's arm (global order).
+
+        The global batch holds ``local_size * num_processes`` rows: ``local_size * num_processes // repeats``
+        problems, each repeated ``repeats`` times in a row (GRPO's groups); process ``r`` keeps the ``r``-th
+        contiguous slice. Every process draws the same batch, so the arms need no communication.
+        """
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        total = local_size * world
+        if total % repeats:
+            raise RuntimeError(
+                f"a batch of {total} rows over {world} processes cannot hold whole groups of {repeats}: make "
+                "the global batch size a multiple of the group size."
             )
-        if sampler is None or not same_rows:
-            return super()._get_train_sampler(dataset)
-        return sampler
+        problems = self.curriculum_sampler.draw(total // repeats)
+        self._curriculum_problems = list(problems)
+        indices = np.repeat(problems, repeats).tolist()
+        arms = np.repeat(self.curriculum_sampler.last_arms, repeats).tolist()  # a category, or a pool
+        return indices[rank * local_size : (rank + 1) * local_size], arms
 
     def _set_signature_columns_if_needed(self):
         # With remove_unused_columns=True the category columns must survive: each batch row names its arm.
@@ -143,14 +206,6 @@ class CurriculumMixin:
         return arm_key(row[c] for c in self._curriculum_columns)
 
     # -- learning and logging ---------------------------------------------------------------------
-    def _update_curriculum(self, local_rows: list[dict[str, Any]], advantages: torch.Tensor, rewards: torch.Tensor):
-        """Update the strategy from one batch; ``advantages`` and ``rewards`` are already gathered (global order).
-
-        Every process gathers the same values in the same order, so every strategy stays identical.
-        """
-        categories = gather_object([self._row_arm(row) for row in local_rows])
-        self._apply_curriculum_update(categories, advantages.float().cpu().tolist(), rewards.float().cpu().tolist())
-
     def _apply_curriculum_update(
         self,
         categories: Sequence[str],
@@ -175,28 +230,26 @@ class CurriculumMixin:
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         # Checkpoints and final saves both go through save_model, so the strategy travels with every model.
         super().save_model(output_dir, _internal_call)
-        if self.curriculum is not None and self.args.should_save:
-            output_dir = output_dir or self.args.output_dir
-            os.makedirs(output_dir, exist_ok=True)
+        if self.curriculum_sampler is None or not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        state: dict[str, Any] = {"sampler": self.curriculum_sampler.state_dict()}
+        if self.curriculum is not None:
             # The parameters and the next draw's probabilities make the file readable without the config
             # (model cards, `sec_rl.pipeline.hub.load_curriculum_state`); loading uses "curriculum" only.
-            probabilities = {c: float(p) for c, p in self.curriculum.probabilities().items()}
-            state = {
-                "curriculum": self.curriculum.state_dict(),
-                "params": self.args.curriculum_params(),
-                "probabilities": probabilities,
-            }
-            if self.curriculum_sampler is not None:
-                state["sampler"] = self.curriculum_sampler.state_dict()
-            signal_state = self._curriculum_signal_state()
-            if signal_state:
-                state["signal"] = signal_state
-            with open(os.path.join(output_dir, CURRICULUM_STATE_NAME), "w") as f:
-                json.dump(state, f, allow_nan=False)
+            state["curriculum"] = self.curriculum.state_dict()
+            state["params"] = self.args.curriculum_params()
+            state["probabilities"] = {c: float(p) for c, p in self.curriculum.probabilities().items()}
+        signal_state = self._curriculum_signal_state()
+        if signal_state:
+            state["signal"] = signal_state
+        with open(os.path.join(output_dir, CURRICULUM_STATE_NAME), "w") as f:
+            json.dump(state, f, allow_nan=False)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None or self.curriculum is None:
+        if checkpoint is None or self.curriculum_sampler is None:
             return
         path = os.path.join(checkpoint, CURRICULUM_STATE_NAME)
         if not os.path.exists(path):
@@ -204,8 +257,10 @@ class CurriculumMixin:
             return
         with open(path) as f:
             state = json.load(f)
-        self.curriculum.load_state_dict(state["curriculum"])
-        if self.curriculum_sampler is not None and "sampler" in state:
+        if self.curriculum is not None:
+            state = upgrade_curriculum_state(state, self.curriculum.categories)  # arm names of sec-rl 0.1 files
+            self.curriculum.load_state_dict(state["curriculum"])
+        if "sampler" in state:
             self.curriculum_sampler.load_state_dict(state["sampler"])
         self._load_curriculum_signal_state(state.get("signal", {}))
 
@@ -230,16 +285,28 @@ class GRPOCurriculumMixin(CurriculumMixin):
         chunks_per_epoch = num_rows // (args.generation_batch_size // self.num_generations)
         return max(1, math.ceil(args.num_train_epochs * chunks_per_epoch))
 
-    def _make_curriculum_sampler(self) -> CurriculumSampler:
-        return CurriculumSampler(
-            self._row_arms,
-            self.curriculum,
-            mini_repeat_count=self.num_generations,
-            batch_size=self.args.generation_batch_size // self.num_generations,
-            repeat_count=self.num_iterations * self.args.steps_per_generation,
-            shuffle=self.shuffle_dataset,
-            seed=self.args.seed if self.args.curriculum_seed is None else self.args.curriculum_seed,
-        )
+    def _curriculum_shuffle(self) -> bool:
+        return self.shuffle_dataset
+
+    def _draw_generation_batch(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """This process's rows of a new generation batch, drawn now from the curriculum.
+
+        TRL's data loader fetches a generation batch ahead of time (``get_batch_samples`` and accelerate's
+        one-batch read-ahead), before the previous batch's advantages exist; the rows it fetched are replaced
+        here, when the batch is generated, so the draw sees every update before it in any layout. GRPO's
+        collator is the identity, so a row is the dataset row itself (restricted to the loader's columns). The
+        layout is TRL's: groups of ``num_generations`` copies of a prompt, process ``r`` holding the ``r``-th
+        contiguous slice (TRL slices its gathered advantages that way). Rows already drawn pass through, so a
+        subclass may draw first (the web trainer reads the goals before calling ``super()``).
+        """
+        if self.curriculum_sampler is None or not self.model.training or inputs is self._curriculum_drawn:
+            return inputs
+        local, self._curriculum_arms = self._draw_rows(len(inputs), repeats=self.num_generations)
+        columns = inputs[0].keys()
+        self._curriculum_drawn = [
+            {k: v for k, v in self.train_dataset[i].items() if k in columns} for i in local
+        ]
+        return self._curriculum_drawn
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Keep the rewards of every process (TRL gathers them here) for the curriculum's update.
@@ -248,22 +315,36 @@ class GRPOCurriculumMixin(CurriculumMixin):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
+        inputs = self._draw_generation_batch(inputs)
         output = super()._generate_and_score_completions(inputs)
-        if self.curriculum is not None and self.model.training:
+        if inputs is self._curriculum_drawn and self.curriculum is not None:
             advantages, rewards = self._curriculum_signal(output)
-            self._update_curriculum(inputs, advantages, rewards)
+            # Each prompt's group success, its mean reward clipped to [0, 1] (binary rewards: the success rate),
+            # is its difficulty for the pools; NaN where no rollout was scored.
+            groups = rewards.float().clamp(0.0, 1.0).view(-1, self.num_generations)
+            self.curriculum_sampler.observe(self._curriculum_problems, groups.nanmean(dim=1).cpu().tolist())
+            self._apply_curriculum_update(
+                self._curriculum_arms, advantages.float().cpu().tolist(), rewards.float().cpu().tolist()
+            )
+        self._curriculum_drawn = None
         return output
+
+    def _gathered_rewards(self) -> torch.Tensor:
+        """The latest batch's reward per rollout, every process's, as TRL aggregates them; NaN where none scored."""
+        per_func = self._curriculum_rewards_per_func
+        unscorable = torch.isnan(per_func).all(dim=1)
+        rewards = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+        rewards[unscorable] = torch.nan
+        return rewards
 
     def _curriculum_signal(self, output: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-rollout advantages and rewards of the whole generation batch, gathered from every process.
 
         Rollouts that no reward function could score get NaN, so that they never reach the strategy.
         """
-        per_func = self._curriculum_rewards_per_func
-        unscorable = torch.isnan(per_func).all(dim=1)
-        rewards = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
-        rewards[unscorable] = torch.nan
-        if self.args.curriculum_signal == "raw_advantages":
+        rewards = self._gathered_rewards()
+        unscorable = torch.isnan(rewards)
+        if "raw_advantages" in (self.args.curriculum_signal, getattr(self.curriculum, "signal", None)):
             groups = rewards.view(-1, self.num_generations)
             advantages = (groups - groups.nanmean(dim=1, keepdim=True)).view(-1)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from trl import SFTConfig
 
@@ -23,8 +23,9 @@ class SECSFTConfig(CurriculumArguments, SFTConfig):
 
     With ``curriculum="sec"`` and ``curriculum_column="task"``, each optimizer step's batch is drawn from
     the tasks the SEC bandit chooses, scored by ``curriculum_signal``. Differences from ``SFTConfig``:
-    ``assistant_only_loss`` defaults to True (agent traces: learn the agent's turns, not the observations
-    and instructions), and ``packing`` is refused with a curriculum (a packed row mixes categories).
+    ``assistant_only_loss`` follows the data when left unset (True for conversational ``messages`` traces: learn
+    the agent's turns, not the observations; TRL's False otherwise), and ``packing`` is refused with a
+    curriculum (a packed row mixes categories).
     """
 
     curriculum_signals: ClassVar[dict[str, str]] = SFT_SIGNALS
@@ -40,12 +41,14 @@ class SECSFTConfig(CurriculumArguments, SFTConfig):
             "objective='progress') receive exp(-loss), the geometric mean probability of the trained tokens.",
         },
     )
-    assistant_only_loss: bool = field(
-        default=True,
+    assistant_only_loss: bool | None = field(
+        default=None,
         metadata={
-            "help": "Train only on the assistant turns (each turn's content and its end-of-turn token). Needs a chat "
-            "template with {%% generation %%} markers; TRL swaps one in for the model families it knows, otherwise "
-            "the trainer stops with an explanation. False trains on every token, system and user turns included.",
+            "help": "Train only on the assistant turns (each turn's content and its end-of-turn token). Default "
+            "(None): True when the training data is conversational with a `messages` column (agent traces: learn the "
+            "agent's turns, not the observations), else TRL's False, so plain-text and prompt-completion data "
+            "train as in TRL. Needs {%% generation %%} markers in the chat template: TRL adds them for the families "
+            "it knows and sec-rl for ChatML templates; otherwise the trainer stops with an explanation.",
         },
     )
 
@@ -71,3 +74,14 @@ class SECSFTConfig(CurriculumArguments, SFTConfig):
                 + ")."
             )
         super()._validate_curriculum_signal()
+
+
+def resolve_assistant_only_loss(args: SFTConfig, train_dataset: Any) -> None:
+    """Set ``assistant_only_loss`` left at None from the data: True for conversational ``messages`` rows."""
+    if getattr(args, "assistant_only_loss", False) is not None:
+        return
+    from trl.data_utils import is_conversational
+
+    columns = getattr(train_dataset, "column_names", None) or []
+    first = next(iter(train_dataset), None) if train_dataset is not None and "messages" in columns else None
+    args.assistant_only_loss = bool(first is not None and is_conversational(first))

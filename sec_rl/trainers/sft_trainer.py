@@ -23,6 +23,8 @@ How the SFT signal reaches ``Curriculum.update(categories, advantages, rewards)`
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,8 +33,10 @@ import torch
 from accelerate.utils import gather_object
 from trl import SFTTrainer
 
-from sec_rl.curriculum import Curriculum, CurriculumSampler, arm_key
+from sec_rl.curriculum import POOL_STRATEGIES, Curriculum, arm_key
+from sec_rl.trainers.chat_templates import sft_training_template
 from sec_rl.trainers.mixin import CurriculumMixin
+from sec_rl.trainers.sft_config import SECSFTConfig, resolve_assistant_only_loss
 
 #: Batch key carrying each row's arm index (into ``curriculum.categories``; -1 for an unknown category).
 ARM_KEY = "curriculum_arm"
@@ -101,16 +105,30 @@ class SFTCurriculumMixin(CurriculumMixin):
         self._curriculum_batch: list[tuple[int, float]] = []
         #: Mean loss of each category in its latest batch: the reference of ``loss_decrease``.
         self._loss_reference: dict[str, float] = {}
-        try:
-            super().__init__(*args, curriculum=curriculum, **kwargs)
-        except ValueError as err:  # TRL's terse "not training-compatible" for templates it cannot patch
-            if "{% generation %}" in str(err) and "not training-compatible" in str(err):
-                raise ValueError(TEMPLATE_HELP) from err
-            raise
+        bound = inspect.signature(SFTTrainer.__init__).bind_partial(None, *args, **kwargs).arguments
+        if isinstance(bound.get("args"), SECSFTConfig):
+            resolve_assistant_only_loss(bound["args"], bound.get("train_dataset"))
+        # ChatML templates TRL does not know get generation markers while TRL prepares the data (see chat_templates).
+        with sft_training_template(args, kwargs) as (args, kwargs, training_template):
+            try:
+                super().__init__(*args, curriculum=curriculum, **kwargs)
+            except ValueError as err:  # TRL's terse "not training-compatible" for templates it cannot patch
+                if "{% generation %}" in str(err) and "not training-compatible" in str(err):
+                    raise ValueError(TEMPLATE_HELP) from err
+                raise
+        if training_template is not None:
+            self.chat_template = training_template  # where TRL keeps the training template of a family it knows
 
     # -- set-up ------------------------------------------------------------------------------------
     def _setup_curriculum(self, curriculum: Curriculum | None) -> None:
         args = self.args
+        if args.curriculum_pools is not None or getattr(curriculum, "arms_are_pools", False) or (
+            curriculum is None and args.curriculum in POOL_STRATEGIES
+        ):
+            raise ValueError(
+                "difficulty pools move problems by their group success rate, which SFT on fixed traces does not "
+                "have: use them with SECGRPOTrainer, and a category strategy (sec, ...) without curriculum_pools here."
+            )
         if getattr(args, "packing", False):
             raise ValueError(
                 f"packing=True with curriculum={args.curriculum!r}: a packed row mixes several categories and loses "
@@ -140,26 +158,38 @@ class SFTCurriculumMixin(CurriculumMixin):
             return self.args.max_steps
         return max(1, math.ceil(self.args.num_train_epochs * (num_rows // self._curriculum_chunk_size())))
 
-    def _make_curriculum_sampler(self) -> CurriculumSampler:
-        return CurriculumSampler(
-            self._row_arms,
-            self.curriculum,
-            mini_repeat_count=1,
-            batch_size=self._curriculum_chunk_size(),
-            repeat_count=1,
-            shuffle=self.args.train_sampling_strategy != "sequential",
-            seed=self.args.seed if self.args.curriculum_seed is None else self.args.curriculum_seed,
-        )
+    def _curriculum_shuffle(self) -> bool:
+        return self.args.train_sampling_strategy != "sequential"
 
     def get_train_dataloader(self):
         if self.curriculum is None:
             return super().get_train_dataloader()
         collator = self.data_collator
-        self.data_collator = _ArmCollator(collator, self._curriculum_columns, self.curriculum.categories)
+        self._curriculum_collator = _ArmCollator(collator, self._curriculum_columns, self.curriculum.categories)
+        self.data_collator = self._curriculum_collator
         try:
             return super().get_train_dataloader()
         finally:
             self.data_collator = collator
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # The loader read these batches ahead, before the previous step's update: each is replaced by one of the
+        # same size drawn now, when the optimizer step that trains on it starts (the Trainer calls this then).
+        if self.curriculum is not None:
+            epoch_iterator = map(self._draw_batch_like, itertools.islice(epoch_iterator, num_batches))
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
+
+    def _draw_batch_like(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A micro-batch of as many rows as ``batch``, drawn from the curriculum and collated like the loader's."""
+        if ARM_KEY not in batch:
+            raise RuntimeError(
+                f"the training batch has no {ARM_KEY!r}: the category columns {self._curriculum_columns} did not "
+                "reach the collator, so the curriculum cannot tell which row is which. Keep them in the dataset "
+                "(the trainer adds them to the signature columns; a custom data pipeline must too), or set "
+                "curriculum='none'."
+            )
+        local, _ = self._draw_rows(batch[ARM_KEY].numel())
+        return self._curriculum_collator([self.train_dataset[i] for i in local])
 
     # -- the signal --------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

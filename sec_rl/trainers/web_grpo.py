@@ -1,16 +1,21 @@
 """SEC-GRPO for LLM web agents: every rollout is a multi-turn episode in a (browser) environment.
 
-Each dataset row is a goal (``task``, ``seed``); TRL's sampler repeats it ``num_generations`` times and
-the SEC curriculum chooses among tasks (``curriculum_column="task"``). The trainer plugs into TRL through
-its public extension points and three narrow overrides, each calling ``super()``:
+Each dataset row is a goal (``task``, ``seed``), repeated ``num_generations`` times in the batch; the SEC
+curriculum chooses among tasks (``curriculum_column="task"``). The trainer plugs into TRL through its public
+extension points and narrow overrides, each calling ``super()``:
 
 - ``rollout_func`` (TRL's hook): runs the episodes with :class:`~sec_rl.web.rollout.RolloutEngine`, turns
-  them into samples (:mod:`sec_rl.web.samples`), computes their advantages, and returns one row per batch
-  row with ``env_mask`` (TRL's ``tool_mask``) and ``web_reward`` (read by the reward function :func:`web_reward`);
-- ``_generate_and_score_completions``: tells the rollout which goals the batch holds (``rollout_func`` only
-  sees the prompts), then replaces TRL's advantages with the rollout's: per-step discounted returns grouped
-  per goal are not something TRL's row-group arithmetic can compute;
-- ``_curriculum_signal``: gives the curriculum one value per row computed from the goal's own samples.
+  them into samples (:mod:`sec_rl.web.samples`), scores them with the user's ``reward_funcs`` if any, computes
+  their advantages, and returns one row per batch row with ``env_mask`` (TRL's ``tool_mask``) and the rewards
+  (``web_reward``, read by the reward function :func:`web_reward`, and one column per user function);
+- ``_generate_and_score_completions``: has the curriculum draw the batch's goals (when there is one), tells
+  the rollout which goals the batch holds (``rollout_func`` only sees the prompts), then replaces TRL's
+  advantages with the rollout's, in the batch and in TRL's logs: per-step discounted returns grouped per goal
+  are not something TRL's row-group arithmetic can compute;
+- ``_calculate_rewards``: silences TRL's warning for rows that carry no reward by design (fillers, errors);
+- ``_curriculum_signal``: gives the curriculum one value per row computed from the goal's own samples;
+- ``save_model`` / ``_load_optimizer_and_scheduler``: ``web_state.json`` in every checkpoint, so that a
+  resumed run subsamples the same per_step rows and keeps counting page tokens.
 
 The environment pool is created on first use, from ``args`` (or the ``env_factory`` argument), and closed
 when training ends (a callback, plus a ``finally`` around ``train``), so no browser outlives training.
@@ -19,8 +24,10 @@ when training ends (a callback, plus a ``finally`` around ``train``), so no brow
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +37,7 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
+from trl import GRPOTrainer
 
 from sec_rl.trainers.grpo_config import SECGRPOConfig
 from sec_rl.trainers.grpo_trainer import SECGRPOTrainer
@@ -61,6 +69,7 @@ __all__ = ["SECWebGRPOConfig", "SECWebGRPOTrainer", "WebAgentArguments", "WebAge
 logger = logging.getLogger(__name__)
 
 WEB_ENVS = ("browsergym", "text")
+WEB_STATE_NAME = "web_state.json"
 _COUNTS = (
     "episodes",
     "env_errors",
@@ -82,6 +91,21 @@ def web_reward(completions: list[Any], web_reward: list[float | None], **kwargs:
     return list(web_reward)
 
 
+def _silence_unscored_rows(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("All reward functions returned None")
+
+
+def _carried_reward(index: int, func: Callable[..., Any]) -> Callable[..., list[float | None]]:
+    """TRL's stand-in for the user's ``index``-th reward function: the rollout already scored every sample with it
+    (per_step samples TRL never sees included), and each row carries its value in ``web_extra_reward_<index>``."""
+
+    def carried(completions: list[Any], **kwargs: Any) -> list[float | None]:
+        return list(kwargs[f"web_extra_reward_{index}"])
+
+    carried.__name__ = getattr(func, "__name__", f"reward_{index + 1}")
+    return carried
+
+
 # -- configuration ---------------------------------------------------------------------------------
 @dataclass
 class WebAgentArguments:
@@ -89,7 +113,11 @@ class WebAgentArguments:
 
     web_env: str = field(
         default="browsergym",
-        metadata={"help": f"Environment of each pool worker: one of {WEB_ENVS} ('text': the fast text world)."},
+        metadata={
+            "help": f"Environment of each pool worker: one of {WEB_ENVS} ('text': the fast text world), or the import "
+            "path of a WebEnvironment subclass of your own, 'my_pkg.module:MyEnvironment' (built with "
+            "web_env_kwargs)."
+        },
     )
     web_env_kwargs: dict[str, Any] | str | None = field(
         default=None,
@@ -179,7 +207,7 @@ class WebAgentArguments:
                     f'web_env_kwargs is not valid JSON ({err}): pass e.g. \'{{"reuse": "page"}}\'.'
                 ) from err
         choices = {
-            "web_env": (self.web_env, WEB_ENVS),
+            "web_env": (self.web_env, (*WEB_ENVS, self.web_env) if ":" in self.web_env else WEB_ENVS),
             "web_sample_mode": (self.web_sample_mode, SAMPLE_MODES),
             "web_advantage": (self.web_advantage, ("goal", "batch")),
             "web_view": (self.web_view, ("axtree", "html")),
@@ -187,6 +215,10 @@ class WebAgentArguments:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not supported: use one of {list(allowed)}.")
+        if ":" in self.web_env:  # an environment of the user's: fail now if its path is wrong
+            from sec_rl.web.env import resolve_environment
+
+            resolve_environment(self.web_env)
         if not 0.0 < self.web_gamma <= 1.0:
             raise ValueError(f"web_gamma={self.web_gamma} is out of range: use a discount in (0, 1].")
         for name in ("web_num_workers", "web_max_turns", "web_history"):
@@ -202,6 +234,12 @@ class WebAgentArguments:
                     f"web_episodes_per_goal={self.web_episodes_per_goal} must be between 1 and num_generations "
                     f"({generations}): a goal's step samples fill its num_generations rows."
                 )
+        if getattr(self, "dynamic_sampling", "none") != "none":
+            raise ValueError(
+                f"dynamic_sampling={self.dynamic_sampling!r} is not supported by the web trainer: a goal's rows are "
+                "built from its episodes in the rollout. Use web_zero_advantage_filter=True (the study's "
+                "zero-advantage filtering) and set dynamic_sampling='none'."
+            )
 
     def prompt_config(self) -> PromptConfig:
         """How observations become prompts, from the ``web_*`` fields."""
@@ -217,9 +255,10 @@ class WebAgentArguments:
 
     def env_factory(self) -> Callable[[], Any]:
         """A picklable factory of one environment, for the pool's worker processes."""
-        from sec_rl.web.env import BrowserGymEnvironment, TextEnvironment
+        from sec_rl.web.env import BrowserGymEnvironment, TextEnvironment, resolve_environment
 
-        cls = BrowserGymEnvironment if self.web_env == "browsergym" else TextEnvironment
+        builtin = {"browsergym": BrowserGymEnvironment, "text": TextEnvironment}
+        cls = builtin[self.web_env] if self.web_env in builtin else resolve_environment(self.web_env)
         kwargs = dict(self.web_env_kwargs or {})
         if self.web_actions:
             kwargs.setdefault("actions", list(self.web_actions))
@@ -291,12 +330,18 @@ class WebAgentMixin:
                 "the web trainer runs its own rollouts: do not pass rollout_func or environment_factory "
                 "(pass env_factory=... to choose the environment)."
             )
-        if kwargs.pop("reward_funcs", None) is not None:
-            raise ValueError(
-                "the web trainer's reward is the environment's return (advantages are computed from it in the "
-                "rollout): do not pass reward_funcs. Shape the return with web_failure_reward / web_gamma, or "
-                "in the environment."
-            )
+        extra = kwargs.pop("reward_funcs", None) or []
+        self._web_extra_rewards: list[Callable[..., list[float | None]]] = (
+            list(extra) if isinstance(extra, list | tuple) else [extra]
+        )
+        for func in self._web_extra_rewards:
+            if not callable(func):
+                raise ValueError(
+                    f"reward_funcs entry {func!r} is not a function: the web trainer scores every sample itself, "
+                    "so it takes functions `f(prompts, completions, completion_ids, task, seed, **kwargs) -> "
+                    "list[float | None]` (reward models by name are not supported here). They add to the "
+                    "environment's return, weighted by reward_weights (the return first)."
+                )
         self._web_env_factory = env_factory or args.env_factory()
         self._web_pool: EnvironmentPool | None = None
         self._web_actor: Actor | None = actor
@@ -306,11 +351,19 @@ class WebAgentMixin:
         self._web_env_tokens_seen = 0  # observation tokens inside completions: TRL's num_tokens leaves them out
         self._web_curriculum_rows: list[tuple[float, float]] | None = None
         self._web_calls = 0
+        self._web_zero_std_fraction = math.nan
         self.web_last_rollout: RolloutResult | None = None  # the last batch's episodes, for inspection
+        self.web_last_samples: list[Sample] | None = None  # their samples (per_step: every step)
         self.web_last_rows: list[Sample] | None = None  # and the rows TRL trained on
         with warnings.catch_warnings():  # TRL warns that rollout_func is experimental: the docs say so, not the user
             warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
-            super().__init__(model, reward_funcs=[web_reward], args=args, rollout_func=self._web_rollout, **kwargs)
+            super().__init__(
+                model,
+                reward_funcs=[web_reward, *(_carried_reward(i, f) for i, f in enumerate(self._web_extra_rewards))],
+                args=args,
+                rollout_func=self._web_rollout,
+                **kwargs,
+            )
         for name, dataset in (("train_dataset", self.train_dataset), ("eval_dataset", self.eval_dataset)):
             columns = getattr(dataset, "column_names", None)
             if isinstance(columns, dict):  # a DatasetDict of eval sets
@@ -405,6 +458,33 @@ class WebAgentMixin:
         finally:  # on_train_end does this on success; an exception must not leave browsers behind either
             self.close_environments()
 
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        # The rollout counter seeds per_step row subsampling, and the page-token total feeds the compute ledger:
+        # both travel with every checkpoint, so a resumed run picks the same rows and counts every page.
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            output_dir = output_dir or self.args.output_dir
+            os.makedirs(output_dir, exist_ok=True)
+            state = {"rollouts": self._web_calls, "env_tokens_seen": self._web_env_tokens_seen}
+            with open(os.path.join(output_dir, WEB_STATE_NAME), "w") as f:
+                json.dump(state, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, WEB_STATE_NAME)
+        if not os.path.exists(path):
+            logger.warning(
+                f"{path} not found (a checkpoint of sec-rl 0.1?): per_step rows are subsampled afresh and the "
+                "compute ledger misses the pages seen before it."
+            )
+            return
+        with open(path) as f:
+            state = json.load(f)
+        self._web_calls, self._web_env_tokens_seen = int(state["rollouts"]), int(state["env_tokens_seen"])
+
     # -- TRL hooks --------------------------------------------------------------------------------
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -414,6 +494,9 @@ class WebAgentMixin:
         ]
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        draw = getattr(self, "_draw_generation_batch", None)  # the curriculum chooses the rows now, if there is one
+        if draw is not None:
+            inputs = draw(inputs)
         self._web_row_goals = [_row_goal(row) for row in inputs]
         try:
             output = super()._generate_and_score_completions(inputs)
@@ -422,7 +505,30 @@ class WebAgentMixin:
         # TRL computed advantages over groups of rows; the rollout computed the right ones (per goal, per step).
         assert self._web_advantages is not None
         output["advantages"] = self._web_advantages.to(output["advantages"].device, output["advantages"].dtype)
+        self._log_trained_advantages(output["advantages"])
         return output
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Filler rows and rows of environment errors carry no reward by design (web/rows_padded, web/env_errors
+        # count them): TRL's warning that every reward function returned None is silenced for them.
+        grpo_logger = logging.getLogger(GRPOTrainer.__module__)
+        grpo_logger.addFilter(_silence_unscored_rows)
+        try:
+            return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        finally:
+            grpo_logger.removeFilter(_silence_unscored_rows)
+
+    def _log_trained_advantages(self, local: torch.Tensor) -> None:
+        """Put the advantages trained on where TRL logged its own (completions table, ``frac_reward_zero_std``)."""
+        mode = "train" if self.model.training else "eval"
+        gathered = self.accelerator.gather(local.detach()).float().cpu().tolist()
+        logged = self._logs["advantages"]
+        for _ in range(min(len(gathered), len(logged))):
+            logged.pop()
+        logged.extend(gathered)
+        zero_std = self._metrics[mode].get("frac_reward_zero_std")
+        if zero_std:
+            zero_std[-1] = self._web_zero_std_fraction
 
     def _curriculum_signal(self, output: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row (gathered): the mean |advantage| of its goal's samples, and the episodes' success rate.
@@ -460,6 +566,8 @@ class WebAgentMixin:
                 for e in result.episodes
                 for s in step_samples(e, plan[e.index], args.web_gamma, args.web_failure_reward)
             ]
+        if self._web_extra_rewards:
+            self._score_extra_rewards(samples)
         self._set_advantages(samples)
 
         stats = FitStats(samples=len(samples))
@@ -475,11 +583,11 @@ class WebAgentMixin:
             raise RuntimeError(f"the rollout built {len(rows)} rows for {len(prompts)} batch rows.")
 
         self._web_advantages = torch.tensor([row.advantage for row in rows], dtype=torch.float32)
-        self.web_last_rollout, self.web_last_rows = result, rows
+        self.web_last_rollout, self.web_last_samples, self.web_last_rows = result, samples, rows
         self._web_curriculum_rows = self._curriculum_rows(samples, result.episodes, plan, groups)
         env_tokens = sum(len(row.env_mask) - sum(row.env_mask) for row in rows)
         self._log_web_metrics(phase, {**result.metrics(), **stats.metrics(), "env_tokens": float(env_tokens)})
-        return rollout_output(rows)
+        return rollout_output(rows, num_extra_rewards=len(self._web_extra_rewards))
 
     def _plan_episodes(self, groups: Sequence[tuple[Goal, int, int]]) -> list[int]:
         """The row group of each episode to run: one per row, or ``web_episodes_per_goal`` per group (per_step)."""
@@ -492,10 +600,42 @@ class WebAgentMixin:
             plan += [g] * max(1, round((stop - start) * per_goal / size))
         return plan
 
+    def _score_extra_rewards(self, samples: list[Sample]) -> None:
+        """Each user reward function on every scored sample, called as TRL calls reward functions."""
+        scored = [s for s in samples if s.reward is not None]
+        if not scored:
+            return
+        tokenizer = self._web_tokenizer
+        completion_ids = [list(s.completion_ids) for s in scored]
+        columns = {
+            "prompts": tokenizer.batch_decode([s.prompt_ids for s in scored], skip_special_tokens=True),
+            "completions": tokenizer.batch_decode(completion_ids, skip_special_tokens=True),
+            "completion_ids": completion_ids,
+            "task": [s.goal[0] for s in scored],
+            "seed": [s.goal[1] for s in scored],
+        }
+        values = []
+        for func in self._web_extra_rewards:
+            out = func(**columns, trainer_state=self.state)
+            if len(out) != len(scored):
+                raise ValueError(
+                    f"reward function {getattr(func, '__name__', func)!r} returned {len(out)} values for "
+                    f"{len(scored)} samples: return one value (or None) per completion."
+                )
+            values.append([None if v is None else float(v) for v in out])
+        for i, sample in enumerate(scored):
+            sample.extra_rewards = tuple(v[i] for v in values)
+
+    def _total_reward(self, sample: Sample) -> float:
+        """The reward trained on: TRL's weighted sum of the environment's return and the user's rewards."""
+        weights = self.reward_weights.tolist()
+        parts = [sample.reward, *sample.extra_rewards]
+        return float(sum(w * v for w, v in zip(weights, parts) if v is not None and not math.isnan(v)))
+
     def _set_advantages(self, samples: list[Sample]) -> None:
         """Advantages over the samples of every process: a goal's rollouts may be spread over processes."""
         scored = [s for s in samples if s.reward is not None]
-        local = [(s.goal, float(s.reward)) for s in scored]  # type: ignore[arg-type]
+        local = [(s.goal, self._total_reward(s)) for s in scored]
         everything = gather_object(local) if self.accelerator.num_processes > 1 else local
         counts = gather_object([len(local)]) if self.accelerator.num_processes > 1 else [len(local)]
         offset = sum(counts[: self.accelerator.process_index])
@@ -508,6 +648,12 @@ class WebAgentMixin:
         for i, sample in enumerate(scored):
             sample.advantage = float(advantages[offset + i])
             sample.raw_advantage = float(raw[offset + i])
+        # Samples of goals whose rewards are all equal carry no gradient: TRL's frac_reward_zero_std, per goal.
+        by_goal: dict[Goal, set[float]] = {}
+        for goal, reward in everything:
+            by_goal.setdefault(goal, set()).add(round(reward, 9))
+        flat = [len(by_goal[goal]) == 1 for goal, _ in everything]
+        self._web_zero_std_fraction = float(np.mean(flat)) if flat else math.nan
 
     def _curriculum_rows(
         self, samples: list[Sample], episodes: list[Episode], plan: list[int], groups: Sequence[tuple[Goal, int, int]]

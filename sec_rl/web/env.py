@@ -109,6 +109,13 @@ class WebEnvironment(ABC):
         self.close()
 
 
+def resolve_environment(path: str) -> type[WebEnvironment]:
+    """The :class:`WebEnvironment` subclass at ``"module.path:ClassName"`` (``web_env`` of your own)."""
+    from sec_rl.imports import load_subclass
+
+    return load_subclass(path, WebEnvironment, "web_env", "Write an environment")
+
+
 def _invalid(previous: Observation, error: InvalidActionError) -> StepResult:
     """The result of an unparseable output: the page is untouched, the error is shown next turn."""
     observation = replace(

@@ -67,6 +67,8 @@ class Sample:
         episode: index of its episode in the batch (-1 for a filler row).
         step: the step index in per_step mode; None for a whole episode or a filler.
         reward: the return it carries; None when it is excluded (environment error, filler).
+        extra_rewards: the values of the user's reward functions for it (None where one abstained), after the
+            environment's return in the order of ``reward_funcs``; empty without them or for an excluded sample.
         advantage, raw_advantage: set by the trainer from :func:`compute_advantages` (scaled and unscaled).
     """
 
@@ -79,6 +81,7 @@ class Sample:
     episode: int
     step: int | None = None
     reward: float | None = None
+    extra_rewards: tuple[float | None, ...] = ()
     advantage: float = 0.0
     raw_advantage: float = 0.0
 
@@ -314,8 +317,11 @@ def mask_zero_advantage(samples: Sequence[Sample]) -> tuple[list[Sample], int]:
     return out, masked
 
 
-def rollout_output(rows: Sequence[Sample]) -> dict[str, Any]:
+def rollout_output(rows: Sequence[Sample], num_extra_rewards: int = 0) -> dict[str, Any]:
     """The dict a TRL ``rollout_func`` returns: token ids, sampling logprobs, ``env_mask``, and ``web_reward``.
+
+    ``web_extra_reward_<i>`` carries the value of the user's ``i``-th reward function for each row (see
+    :attr:`Sample.extra_rewards`), which TRL then reads back through the function's stand-in.
 
     ``logprobs`` is None unless some row has them (vLLM); rows without get None per token, which TRL reads as
     "unknown" and leaves out of its importance-sampling correction. ``web_reward`` reaches the reward function
@@ -332,4 +338,8 @@ def rollout_output(rows: Sequence[Sample]) -> dict[str, Any]:
         ),
         "env_mask": [list(row.env_mask) for row in rows],
         "web_reward": [row.reward for row in rows],
+        **{
+            f"web_extra_reward_{i}": [row.extra_rewards[i] if row.extra_rewards else None for row in rows]
+            for i in range(num_extra_rewards)
+        },
     }

@@ -57,6 +57,8 @@ def build_trainer(model: str, output_dir: str, max_steps: int, log_path: str | N
 
 
 if __name__ == "__main__":
+    from distributed import end_process_group
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--output_dir", required=True)
@@ -65,13 +67,28 @@ if __name__ == "__main__":
     rank = int(os.environ.get("RANK", "0"))
     log_path = os.path.join(args.output_dir, f"rewards_rank{rank}.jsonl")
     trainer = build_trainer(args.model, args.output_dir, args.max_steps, log_path, per_device_train_batch_size=4)
+    advantages, draws = [], []
+    generate, draw = trainer._generate_and_score_completions, trainer.curriculum_sampler.draw
+
+    def record_advantages(inputs):
+        output = generate(inputs)
+        advantages.append(output["advantages"].tolist())
+        return output
+
+    def record_draw(n):
+        draws.append(trainer.curriculum.num_updates)
+        return draw(n)
+
+    trainer._generate_and_score_completions, trainer.curriculum_sampler.draw = record_advantages, record_draw
     trainer.train()
-    sampler = trainer.curriculum_sampler
     report = {
         "rank": rank,
         "world_size": trainer.accelerator.num_processes,
         "curriculum": trainer.curriculum.state_dict(),
-        "recent_chunks": sampler.state_dict()["recent_chunks"],
+        "sampler": trainer.curriculum_sampler.state_dict(),
+        "advantages": advantages,
+        "draws": draws,
     }
     with open(os.path.join(args.output_dir, f"rank{rank}.json"), "w") as f:
         json.dump(report, f)
+    end_process_group()

@@ -70,6 +70,8 @@ def build_trainer(model: str, output_dir: str, max_steps: int, dataset=None, str
 
 
 if __name__ == "__main__":
+    from distributed import end_process_group
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--output_dir", required=True)
@@ -86,8 +88,9 @@ if __name__ == "__main__":
         "rank": rank,
         "world_size": trainer.accelerator.num_processes,
         "curriculum": trainer.curriculum.state_dict(),
-        "recent_chunks": trainer.curriculum_sampler.state_dict()["recent_chunks"],
+        "sampler": trainer.curriculum_sampler.state_dict(),
         "loss_reference": trainer._loss_reference,
     }
     with open(os.path.join(args.output_dir, f"rank{rank}.json"), "w") as f:
         json.dump(report, f)
+    end_process_group()
