@@ -281,6 +281,16 @@ class SECWebGRPOConfig(WebAgentArguments, SECGRPOConfig):
 
 
 # -- the trainer -----------------------------------------------------------------------------------
+@dataclass
+class _WebBatch:
+    """What one generation batch carries between TRL's hooks: its goals, then what its rollout computed."""
+
+    goals: list[Goal]
+    advantages: torch.Tensor | None = None  # per row: the advantages trained on
+    curriculum_rows: list[tuple[float, float]] | None = None  # per row: (|advantage| signal, success)
+    zero_std_fraction: float = math.nan  # scored samples whose goal's rewards are all equal
+
+
 class _CloseEnvironments(TrainerCallback):
     """Closes the environment pool when training ends (callbacks get no trainer: it holds the closer)."""
 
@@ -346,12 +356,9 @@ class WebAgentMixin:
         self._web_pool: EnvironmentPool | None = None
         self._web_actor: Actor | None = actor
         self._web_engine: RolloutEngine | None = None
-        self._web_row_goals: list[Goal] | None = None
-        self._web_advantages: torch.Tensor | None = None
+        self._web_batch: _WebBatch | None = None  # the generation batch between TRL's hooks
         self._web_env_tokens_seen = 0  # observation tokens inside completions: TRL's num_tokens leaves them out
-        self._web_curriculum_rows: list[tuple[float, float]] | None = None
         self._web_calls = 0
-        self._web_zero_std_fraction = math.nan
         self.web_last_rollout: RolloutResult | None = None  # the last batch's episodes, for inspection
         self.web_last_samples: list[Sample] | None = None  # their samples (per_step: every step)
         self.web_last_rows: list[Sample] | None = None  # and the rows TRL trained on
@@ -497,15 +504,14 @@ class WebAgentMixin:
         draw = getattr(self, "_draw_generation_batch", None)  # the curriculum chooses the rows now, if there is one
         if draw is not None:
             inputs = draw(inputs)
-        self._web_row_goals = [_row_goal(row) for row in inputs]
+        batch = self._web_batch = _WebBatch(goals=[_row_goal(row) for row in inputs])
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
-            self._web_row_goals = None
+            self._web_batch = None
         # TRL computed advantages over groups of rows; the rollout computed the right ones (per goal, per step).
-        assert self._web_advantages is not None
-        output["advantages"] = self._web_advantages.to(output["advantages"].device, output["advantages"].dtype)
-        self._log_trained_advantages(output["advantages"])
+        output["advantages"] = batch.advantages.to(output["advantages"].device, output["advantages"].dtype)
+        self._log_trained_advantages(output["advantages"], batch.zero_std_fraction)
         return output
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -518,7 +524,7 @@ class WebAgentMixin:
         finally:
             grpo_logger.removeFilter(_silence_unscored_rows)
 
-    def _log_trained_advantages(self, local: torch.Tensor) -> None:
+    def _log_trained_advantages(self, local: torch.Tensor, zero_std_fraction: float) -> None:
         """Put the advantages trained on where TRL logged its own (completions table, ``frac_reward_zero_std``)."""
         mode = "train" if self.model.training else "eval"
         gathered = self.accelerator.gather(local.detach()).float().cpu().tolist()
@@ -528,7 +534,7 @@ class WebAgentMixin:
         logged.extend(gathered)
         zero_std = self._metrics[mode].get("frac_reward_zero_std")
         if zero_std:
-            zero_std[-1] = self._web_zero_std_fraction
+            zero_std[-1] = zero_std_fraction
 
     def _curriculum_signal(self, output: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row (gathered): the mean |advantage| of its goal's samples, and the episodes' success rate.
@@ -537,23 +543,25 @@ class WebAgentMixin:
         batch, before filtering and subsampling (a goal solved by every episode must still count as 0).
         Rows of episodes with environment errors are NaN: the strategy ignores them.
         """
-        assert self._web_curriculum_rows is not None
-        local = torch.tensor(self._web_curriculum_rows, dtype=torch.float32, device=self.accelerator.device)
+        rows = self._web_batch.curriculum_rows if self._web_batch is not None else None
+        if rows is None:
+            raise RuntimeError("the web curriculum signal is read after the batch's rollout, inside its generation.")
+        local = torch.tensor(rows, dtype=torch.float32, device=self.accelerator.device)
         gathered = self.accelerator.gather(local)
         return gathered[:, 0], gathered[:, 1]
 
     # -- the rollout ------------------------------------------------------------------------------
     def _web_rollout(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         """TRL's ``rollout_func``: episodes for this process's rows, returned as exactly one sample per row."""
-        goals = self._web_row_goals
-        if goals is None or len(goals) != len(prompts):
+        batch = self._web_batch
+        if batch is None or len(batch.goals) != len(prompts):
             raise RuntimeError(
                 "the web rollout runs inside _generate_and_score_completions, which records the batch's goals; "
                 "call the trainer's own methods rather than rollout_func directly."
             )
         args = self.args
         phase = "train" if self.model.training else "eval"
-        groups = row_groups(goals)
+        groups = row_groups(batch.goals)
         plan = self._plan_episodes(groups)
         result = self.web_engine.run([groups[g][0] for g in plan])
         eos = self._web_tokenizer.eos_token_id
@@ -568,7 +576,7 @@ class WebAgentMixin:
             ]
         if self._web_extra_rewards:
             self._score_extra_rewards(samples)
-        self._set_advantages(samples)
+        batch.zero_std_fraction = self._set_advantages(samples)
 
         stats = FitStats(samples=len(samples))
         if args.web_sample_mode == "episode":
@@ -582,9 +590,9 @@ class WebAgentMixin:
         if len(rows) != len(prompts):
             raise RuntimeError(f"the rollout built {len(rows)} rows for {len(prompts)} batch rows.")
 
-        self._web_advantages = torch.tensor([row.advantage for row in rows], dtype=torch.float32)
+        batch.advantages = torch.tensor([row.advantage for row in rows], dtype=torch.float32)
         self.web_last_rollout, self.web_last_samples, self.web_last_rows = result, samples, rows
-        self._web_curriculum_rows = self._curriculum_rows(samples, result.episodes, plan, groups)
+        batch.curriculum_rows = self._curriculum_rows(samples, result.episodes, plan, groups)
         env_tokens = sum(len(row.env_mask) - sum(row.env_mask) for row in rows)
         self._log_web_metrics(phase, {**result.metrics(), **stats.metrics(), "env_tokens": float(env_tokens)})
         return rollout_output(rows, num_extra_rewards=len(self._web_extra_rewards))
@@ -632,8 +640,11 @@ class WebAgentMixin:
         parts = [sample.reward, *sample.extra_rewards]
         return float(sum(w * v for w, v in zip(weights, parts) if v is not None and not math.isnan(v)))
 
-    def _set_advantages(self, samples: list[Sample]) -> None:
-        """Advantages over the samples of every process: a goal's rollouts may be spread over processes."""
+    def _set_advantages(self, samples: list[Sample]) -> float:
+        """Advantages over the samples of every process (a goal's rollouts may be spread over processes).
+
+        Returns the fraction of the scored samples whose goal's rewards are all equal (no gradient).
+        """
         scored = [s for s in samples if s.reward is not None]
         local = [(s.goal, self._total_reward(s)) for s in scored]
         everything = gather_object(local) if self.accelerator.num_processes > 1 else local
@@ -653,7 +664,7 @@ class WebAgentMixin:
         for goal, reward in everything:
             by_goal.setdefault(goal, set()).add(round(reward, 9))
         flat = [len(by_goal[goal]) == 1 for goal, _ in everything]
-        self._web_zero_std_fraction = float(np.mean(flat)) if flat else math.nan
+        return float(np.mean(flat)) if flat else math.nan
 
     def _curriculum_rows(
         self, samples: list[Sample], episodes: list[Episode], plan: list[int], groups: Sequence[tuple[Goal, int, int]]
