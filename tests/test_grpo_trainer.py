@@ -315,6 +315,13 @@ def test_pool_settings_are_checked(tmp_path):
         SECGRPOConfig(**base, curriculum_pools="{hard: 0.1}")
     assert SECGRPOConfig(**base, curriculum_pools='{"hard": 0.1}').curriculum_pools == {"hard": 0.1}
     SECGRPOConfig(**{**base, "curriculum_column": None}, curriculum="difficulty_pools")  # no column needed
+    # From the command line and YAML (TrlParser), as a JSON string or true.
+    from trl import TrlParser
+
+    argv = ["--output_dir", str(tmp_path), "--use_cpu", "true", "--curriculum_column", "difficulty"]
+    for value, expected in (('{"hard": 0.1}', {"hard": 0.1}), ("true", {})):
+        (parsed,) = TrlParser([SECGRPOConfig]).parse_args_and_config([*argv, "--curriculum_pools", value])
+        assert parsed.curriculum_pools == expected
 
 
 def test_a_strategy_of_your_own_by_import_path(tiny_model_dir, tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ class CurriculumArguments:
         default=None,
         metadata={"help": "Seed of the curriculum sampler's private generator. Default: `seed`."},
     )
-    curriculum_pools: dict[str, float] | str | bool | None = field(
+    curriculum_pools: dict[str, float] | str | None = field(
         default=None,
         metadata={
             "help": "Difficulty pools inside each category: the strategy picks the category, then a problem is drawn "
