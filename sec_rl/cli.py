@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -58,13 +59,16 @@ def demo_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stage(argv: list[str] | None, prog: str, types: tuple, run_name: str, description: str) -> int:
-    """Parse a pipeline stage's arguments (flags or ``--config`` YAML) and run it."""
+def _stage(
+    argv: list[str] | None, prog: str, types: tuple, run_name: str, description: str, **defaults: object
+) -> int:
+    """Parse a pipeline stage's arguments (flags or ``--config`` YAML, over ``defaults``) and run it."""
     from trl import TrlParser
 
     from sec_rl.pipeline import stages
 
     parser = TrlParser(types, prog=prog, description=description)
+    parser.set_defaults(**defaults)  # the stage's own defaults: YAML and flags still override them
     parsed = parser.parse_args_and_config(argv)
     result = getattr(stages, run_name)(*parsed)
     if isinstance(result, str):
@@ -82,6 +86,7 @@ def sft_main(argv: list[str] | None = None) -> int:
         argv, "sec-rl sft", (WebSFTArguments, SECSFTConfig, ModelConfig), "run_sft",
         "SFT of a student on teacher traces (loss on assistant turns) with a curriculum over tasks. "
         "Under several GPUs: accelerate launch -m sec_rl.cli sft ...",
+        curriculum_column=["task"],  # every trace of `sec-rl collect` names its task
     )  # fmt: skip
 
 
@@ -157,7 +162,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     command, _ = COMMANDS[argv[0]]
-    return command(argv[1:])
+    try:
+        return command(argv[1:])
+    except Exception as error:  # noqa: BLE001 - every command's failure is one line; the traceback on request
+        if os.environ.get("SEC_RL_DEBUG"):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        if not isinstance(error, ValueError | FileNotFoundError):  # not an input error: say what broke
+            message = f"{type(error).__name__}: {message}"
+        print(f"sec-rl {argv[0]}: error: {message} (SEC_RL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -179,3 +179,19 @@ def test_sft_stage_trains_lora_adapters_from_traces_and_carries_the_teacher_comp
     assert trainer.curriculum.num_updates == 3
     ledger = ComputeLedger.load(tmp_path / "sft" / "compute.json")
     assert ledger.flops("teacher") == 1.0e15 and ledger.flops("sft") > 0
+
+
+def test_every_command_fails_in_one_line(tmp_path, capsys, monkeypatch):
+    """An error is one line naming the command and the fix; SEC_RL_DEBUG=1 gives the traceback instead."""
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    argv = ["sft", "--traces", str(traces), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true",
+            "--model_name_or_path", str(tmp_path / "no-model")]  # fmt: skip
+    monkeypatch.delenv("SEC_RL_DEBUG", raising=False)
+    assert cli_main(argv) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sec-rl")]
+    assert len(lines) == 1 and lines[0].startswith("sec-rl sft: error: ") and "SEC_RL_DEBUG=1" in lines[0]
+    assert "curriculum_column" not in lines[0]  # `task`, which every trace has, is the default category column
+    monkeypatch.setenv("SEC_RL_DEBUG", "1")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the command raised, unchanged
+        cli_main(argv)
