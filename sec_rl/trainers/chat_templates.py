@@ -178,9 +178,13 @@ def sft_training_template(trainer_args: tuple, trainer_kwargs: dict[str, Any]) -
     it takes the template as training-compatible, exactly as for the families it patches itself. The user's own
     template is put back afterwards, so the saved tokenizer renders (and serves) as before. Yields the trainer's
     arguments (with the tokenizer, loaded as TRL would when none was given) and the patched template, or None
-    when nothing needed patching: TRL's own behaviour then applies unchanged, its clear errors included.
+    when nothing needed patching: TRL's own behaviour then applies unchanged, its clear errors included. An
+    ``assistant_only_loss`` left unset (``SECSFTConfig``) is first settled from the training data, here where the
+    trainer's arguments are bound once.
     """
     from trl import SFTTrainer
+
+    from sec_rl.trainers.sft_config import resolve_assistant_only_loss
 
     try:
         bound = inspect.signature(SFTTrainer.__init__).bind_partial(None, *trainer_args, **trainer_kwargs)
@@ -189,6 +193,8 @@ def sft_training_template(trainer_args: tuple, trainer_kwargs: dict[str, Any]) -
         return
     values = bound.arguments
     training_args = values.get("args")
+    if training_args is not None:  # SECSFTConfig's unset assistant_only_loss follows the data first
+        resolve_assistant_only_loss(training_args, values.get("train_dataset"))
     if not getattr(training_args, "assistant_only_loss", False) or values.get("model") is None:
         yield trainer_args, trainer_kwargs, None
         return

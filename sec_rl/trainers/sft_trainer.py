@@ -23,7 +23,6 @@ How the SFT signal reaches ``Curriculum.update(categories, advantages, rewards)`
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -36,7 +35,6 @@ from trl import SFTTrainer
 from sec_rl.curriculum import POOL_STRATEGIES, Curriculum, arm_key
 from sec_rl.trainers.chat_templates import sft_training_template
 from sec_rl.trainers.mixin import CurriculumMixin
-from sec_rl.trainers.sft_config import SECSFTConfig, resolve_assistant_only_loss
 
 #: Batch key carrying each row's arm index (into ``curriculum.categories``; -1 for an unknown category).
 ARM_KEY = "curriculum_arm"
@@ -105,10 +103,8 @@ class SFTCurriculumMixin(CurriculumMixin):
         self._curriculum_batch: list[tuple[int, float]] = []
         #: Mean loss of each category in its latest batch: the reference of ``loss_decrease``.
         self._loss_reference: dict[str, float] = {}
-        bound = inspect.signature(SFTTrainer.__init__).bind_partial(None, *args, **kwargs).arguments
-        if isinstance(bound.get("args"), SECSFTConfig):
-            resolve_assistant_only_loss(bound["args"], bound.get("train_dataset"))
-        # ChatML templates TRL does not know get generation markers while TRL prepares the data (see chat_templates).
+        # assistant_only_loss left unset follows the data, and ChatML templates TRL does not know get generation
+        # markers while TRL prepares the data (see chat_templates).
         with sft_training_template(args, kwargs) as (args, kwargs, training_template):
             try:
                 super().__init__(*args, curriculum=curriculum, **kwargs)
