@@ -122,7 +122,7 @@ class DynamicSamplingMixin:
                 batches.append(super()._generate_and_score_completions(inputs))
                 flags.append(self._batch_informative())
             slot_source = self._first_informative(flags)
-            output = self._assemble(batches, slot_source)
+            output = self._assemble_trained(batches, slot_source)
             filled = slot_source > 0  # slots whose group came from a refill batch
         else:
             output, filled = self._replace(batches[0], flags[0])
@@ -152,11 +152,16 @@ class DynamicSamplingMixin:
         return torch.arange(start, start + rows) // self.num_generations
 
     def _assemble(self, batches: list[dict[str, Any]], slot_source: torch.Tensor) -> dict[str, Any]:
+        """This process's rows of each slot taken from batch ``slot_source[slot]``; scalars from the first batch."""
         rows = batches[0]["prompt_ids"].shape[0]
         source = slot_source.cpu()[self._local_slots(rows)].tolist()
-        output = {**batches[0], **assemble(batches, source, self._tokenizer.pad_token_id)}
+        return {**batches[0], **assemble(batches, source, self._tokenizer.pad_token_id)}
+
+    def _assemble_trained(self, batches: list[dict[str, Any]], slot_source: torch.Tensor) -> dict[str, Any]:
+        """:meth:`_assemble` for the batch trained on, its ``num_items_in_batch`` recounted as TRL counts it."""
+        output = self._assemble(batches, slot_source)
         loss_mask = output["completion_mask"] * output.get("tool_mask", 1)
-        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()  # as TRL counts it
+        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
         return output
 
     def _replace(self, batch: dict[str, Any], flags: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
@@ -164,8 +169,8 @@ class DynamicSamplingMixin:
         kept = batch if self._replacement is None else self._replacement
         ready = torch.zeros_like(flags) if self._replacement_ready is None else self._replacement_ready
         use = ~flags & ready.to(flags.device)
-        output = self._assemble([batch, kept], use.long())
-        # Keep this batch's informative groups for later batches; a kept group is used once.
+        output = self._assemble_trained([batch, kept], use.long())
+        # Keep this batch's informative groups for later batches (no count needed); a kept group is used once.
         self._replacement = self._assemble([kept, batch], flags.long())
         self._replacement_ready = (ready.to(flags.device) & ~use) | flags
         return output, use
