@@ -202,9 +202,6 @@ class CurriculumMixin:
         extra = [c for c in getattr(self.args, "curriculum_column", None) or [] if c not in self._signature_columns]
         self._signature_columns = [*self._signature_columns, *extra]
 
-    def _row_arm(self, row: dict[str, Any]) -> str:
-        return arm_key(row[c] for c in self._curriculum_columns)
-
     # -- learning and logging ---------------------------------------------------------------------
     def _apply_curriculum_update(
         self,
