@@ -510,6 +510,29 @@ def share_table(results: list[dict[str, Any]], settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def equal_rollouts_table(results: list[dict[str, Any]], settings: Settings) -> str:
+    """Strategies that generated extra batches (dynamic sampling) against random at the same number of rollouts.
+
+    A run with ``B`` generation batches over ``S`` steps is read at the evaluation step ``S * S / B`` (rounded to an
+    evaluation step), where it had generated as many rollouts as random at step ``S``; hardest training level.
+    """
+    level = str(settings.train_levels[-1])
+    final = {r["seed"]: r["accuracy"][-1][level] for r in results if r["strategy"] == "random"}
+    lines = [f"| strategy | rollouts / random | step compared | L{level} (vs random at step {settings.steps}) |",
+             "|:---|---:|---:|---:|"]  # fmt: skip
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("generation_batches", settings.steps) > settings.steps and r["seed"] in final:
+            by.setdefault(r["strategy"], []).append(r)
+    for spec, runs in by.items():
+        ratio = float(np.mean([r["generation_batches"] for r in runs])) / settings.steps
+        step = int(round(settings.steps / ratio / settings.eval_every)) * settings.eval_every
+        accuracy = np.array([r["accuracy"][r["eval_steps"].index(step)][level] for r in runs])
+        mean, lo, hi = paired_bootstrap(accuracy - np.array([final[r["seed"]] for r in runs]))
+        lines.append(f"| {spec} | {ratio:.2f} | {step} | {accuracy.mean():.3f} ({mean:+.3f} [{lo:+.3f}, {hi:+.3f}]) |")
+    return "\n".join(lines) if by else ""
+
+
 def write_summary(args: argparse.Namespace, settings: Settings) -> None:
     out = Path(args.out)
     results = [r for r in load_results(out) if r["strategy"] in args.strategies and r["seed"] in args.seeds]
@@ -540,6 +563,16 @@ def write_summary(args: argparse.Namespace, settings: Settings) -> None:
         "",
         share_table(results, settings),
         "",
+        *(
+            [
+                "At equal rollouts (runs that generated extra batches, read where their rollouts equal random's):",
+                "",
+                table,
+                "",
+            ]
+            if (table := equal_rollouts_table(results, settings))
+            else []
+        ),
         "After the warm-up (mean over seeds): "
         + ", ".join(
             f"L{k} {np.mean([w['accuracy'][k] for w in warm]):.3f}" for k in warm[0]["accuracy"] if k != "all"
