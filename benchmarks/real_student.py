@@ -89,22 +89,22 @@ def _stage(out: Path, name: str, run: Callable[[], dict[str, Any]]) -> dict[str,
 
 
 def _web_kwargs(args: RealStudentArguments) -> dict[str, Any]:
-    return {"web_actions": args.actions, "web_max_page_chars": args.max_page_chars, "web_max_turns": args.max_turns}
+    """The ``web_*`` settings of every stage (collection, training, evaluation): one prompt format throughout."""
+    return {"web_actions": args.actions, "web_max_page_chars": args.max_page_chars, "web_max_turns": args.max_turns,
+            "web_num_workers": args.num_workers, "web_layout": "episode"}  # fmt: skip
 
 
 def _collect(args: RealStudentArguments, out: Path) -> dict[str, Any]:
     from sec_rl.pipeline.collect import collect_traces
     from sec_rl.pipeline.scripted import ScriptedTeacher
     from sec_rl.pipeline.traces import read_traces
-    from sec_rl.trainers.web_grpo import WebAgentArguments
+    from sec_rl.web.config import WebConfig
     from sec_rl.web.tasks import TRAIN_SEEDS_START
 
-    web = WebAgentArguments(web_num_workers=args.num_workers, **_web_kwargs(args))
     seeds = range(TRAIN_SEEDS_START, TRAIN_SEEDS_START + args.collect_seeds)
     with ScriptedTeacher(args.tasks) as teacher:
-        collect_traces(teacher, [(t, s) for t in args.tasks for s in seeds], out / "traces",
-                       num_workers=args.num_workers, max_steps=args.max_turns, prompt=web.prompt_config(),
-                       layout="episode", env_factory=web.env_factory())  # fmt: skip
+        goals = [(t, s) for t in args.tasks for s in seeds]
+        collect_traces(teacher, goals, out / "traces", WebConfig(**_web_kwargs(args)))
     traces = read_traces(out / "traces")
     per_task = {t: [x.success for x in traces if x.task == t] for t in args.tasks}
     return {
@@ -175,8 +175,7 @@ def _grpo(args: RealStudentArguments, out: Path, sft_model: str) -> dict[str, An
         per_device_train_batch_size=args.grpo_batch_size,
         gradient_accumulation_steps=args.prompts_per_step * args.num_generations // args.grpo_batch_size,
         num_generations=args.num_generations, temperature=args.rollout_temperature,
-        max_completion_length=args.max_new_tokens, beta=0.0, web_num_workers=args.num_workers,
-        web_sample_mode="episode", curriculum_temperature=0.2, **_web_kwargs(args),
+        max_completion_length=args.max_new_tokens, beta=0.0, curriculum_temperature=0.2, **_web_kwargs(args),
         **_training_args(args, out / "grpo"),
     )  # fmt: skip
     trainer = run_grpo(WebGRPOArguments(tasks=args.tasks, num_seeds=args.collect_seeds), config,
@@ -188,17 +187,14 @@ def _grpo(args: RealStudentArguments, out: Path, sft_model: str) -> dict[str, An
 def _evaluate(args: RealStudentArguments, out: Path, stages: dict[str, str]) -> dict[str, Any]:
     from sec_rl.pipeline.report import evaluate_stages
     from sec_rl.pipeline.scripted import ScriptedTeacher
-    from sec_rl.trainers.web_grpo import WebAgentArguments
+    from sec_rl.web.config import WebConfig
     from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS
 
-    web = WebAgentArguments(web_num_workers=args.num_workers, **_web_kwargs(args))
     with ScriptedTeacher(args.tasks) as teacher:
-        report = evaluate_stages({**stages, "teacher (scripted)": teacher}, goal_tasks=args.tasks,
-                                 task_tasks=args.heldout_tasks, goal_seeds=HELDOUT_GOAL_SEEDS,
+        report = evaluate_stages({**stages, "teacher (scripted)": teacher}, WebConfig(**_web_kwargs(args)),
+                                 goal_tasks=args.tasks, task_tasks=args.heldout_tasks, goal_seeds=HELDOUT_GOAL_SEEDS,
                                  task_seeds=range(args.heldout_task_seeds), output_dir=out / "eval",
-                                 num_workers=args.num_workers, max_steps=args.max_turns,
-                                 max_new_tokens=args.max_new_tokens, env_factory=web.env_factory(),
-                                 prompt=web.prompt_config(), layout="episode")  # fmt: skip
+                                 max_new_tokens=args.max_new_tokens)  # fmt: skip
     print(report.table())
     return {"table": report.table()}
 

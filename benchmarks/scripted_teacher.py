@@ -16,7 +16,8 @@ from pathlib import Path
 
 from sec_rl.pipeline.scripted import ScriptedTeacher
 from sec_rl.provenance import environment_info
-from sec_rl.web.evaluate import LAYOUTS, evaluate
+from sec_rl.web.config import LAYOUTS, WebConfig
+from sec_rl.web.evaluate import evaluate
 from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS, TRAIN_TASKS
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("3-7"), help="e.g. 3-7 (training seeds)")
     parser.add_argument("--workers", type=int, default=2, help="parallel browsers")
     parser.add_argument("--layout", choices=LAYOUTS, default="per_step")
-    parser.add_argument("--max-steps", type=int, default=10)
+    parser.add_argument("--max-turns", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=0.8, help="success rate that counts a task as solved")
     parser.add_argument("--json", type=Path, default=None, help="also write the scores here")
     args = parser.parse_args()
@@ -48,9 +49,8 @@ def main() -> None:
     if held_out:
         print(f"note: seeds {held_out} are held-out goals, not training seeds")
     start = time.perf_counter()
-    report = evaluate(
-        teacher, tasks, args.seeds, num_workers=args.workers, max_steps=args.max_steps, layout=args.layout
-    )
+    web = WebConfig(web_num_workers=args.workers, web_max_turns=args.max_turns, web_layout=args.layout)
+    report = evaluate(teacher, tasks, args.seeds, web)
     wall = time.perf_counter() - start
 
     print(report.table())

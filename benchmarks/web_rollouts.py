@@ -254,7 +254,7 @@ def build_sec_rl(args: argparse.Namespace, model_dir: str, out: str, tokenizer: 
         web_env=args.env,
         web_num_workers=args.workers,
         web_max_turns=args.turns,
-        web_sample_mode=mode,
+        web_layout=mode,
         web_actions=list(ACTIONS),
         web_history=0,
         web_max_page_chars=2000,

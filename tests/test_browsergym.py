@@ -17,6 +17,7 @@ from conftest import browser_missing
 from sec_rl.web import EnvironmentPool, UnknownTaskError, render_messages
 from sec_rl.web import browser as browser_module
 from sec_rl.web.browser import ChromiumNotFoundError, find_chromium, miniwob_url, playwright_chromium
+from sec_rl.web.config import WebConfig
 from sec_rl.web.env import BrowserGymEnvironment
 from sec_rl.web.evaluate import evaluate
 
@@ -181,7 +182,8 @@ def test_pool_survives_a_killed_browser_and_leaves_nothing_behind():
         metrics = pool.metrics()
         assert metrics["env_errors"] == 1 and metrics["worker_restarts"] == 1
         # Training goes on: the replacement worker serves the next episodes, through evaluate() too.
-        report = evaluate(miniwob_policy, ["click-test", "click-button", "enter-text"], [0, 1], pool=pool, max_steps=4)
+        tasks = ["click-test", "click-button", "enter-text"]
+        report = evaluate(miniwob_policy, tasks, [0, 1], WebConfig(web_max_turns=4), pool=pool)
         assert report.overall.success_rate == 1.0 and report.overall.env_errors == 0, report.table()
         # A pooled reset does not relaunch Chromium: the browser processes stay the same.
         browser_pids = [pool.call(slot, "browser_pids") for slot in range(2)]

@@ -1,4 +1,4 @@
-"""Episodes with their conversation (run_episodes layouts) and resumable trace collection (sec-rl collect)."""
+"""Episodes with their conversation (both layouts of the episode loop) and resumable collection (sec-rl collect)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ import pytest
 
 from sec_rl.pipeline.collect import CollectConfig, collect_traces, default_tasks, make_teacher
 from sec_rl.pipeline.traces import Trace, TraceWriter, read_traces, shard_paths
+from sec_rl.web.config import WebConfig
 from sec_rl.web.env import TextEnvironment
-from sec_rl.web.evaluate import evaluate, run_episodes
+from sec_rl.web.evaluate import evaluate
 from sec_rl.web.observation import PromptConfig, render_messages, render_observation
 from sec_rl.web.pool import EnvironmentPool
+from sec_rl.web.rollout import RolloutEngine
 from sec_rl.web.tasks import train_goals
 
 SCRIPT = Path(__file__).parent / "scripts" / "collect_run.py"
@@ -32,6 +34,16 @@ TextTeacher, words = collect_run.TextTeacher, collect_run.words
 TEXT_GOALS = [(task, seed) for task in TextEnvironment.TASKS for seed in (3, 4)]
 
 
+def text_world(**settings) -> WebConfig:
+    """Web settings on the text world, collecting in the episode layout (collect_traces' default)."""
+    return WebConfig(web_env="text", **{"web_layout": "episode", **settings})
+
+
+def run_episodes(agent, goals, pool, on_episode=None, **options):
+    """Episodes as evaluation and collection run them: an environment error restarts the episode."""
+    return RolloutEngine(agent, pool, retry_crashed=True, **options).run(goals, on_episode).episodes
+
+
 def replay(task: str, seed: int, replies: list[str]) -> list:
     """The observations an episode went through, replayed in a local environment (it is deterministic)."""
     env = TextEnvironment()
@@ -41,18 +53,18 @@ def replay(task: str, seed: int, replies: list[str]) -> list:
     return observations
 
 
-# -- run_episodes: layouts, messages, tokens, streaming --------------------------------------------------
+# -- the episode loop for chat agents: layouts, messages, tokens, streaming ---------------------------------
 def test_episode_layout_messages_alternate_exactly_as_the_rollout_engine_builds_them():
     prompt = PromptConfig(max_page_chars=500)
     teacher = TextTeacher()
     streamed = []
     with EnvironmentPool(TextEnvironment, num_workers=2) as pool:
         results = run_episodes(
-            teacher, TEXT_GOALS, pool, max_steps=6, prompt=prompt, layout="episode", on_episode=streamed.append
+            teacher, TEXT_GOALS, pool, max_turns=6, prompt=prompt, layout="episode", on_episode=streamed.append
         )
     assert [(r.task, r.seed) for r in results] == TEXT_GOALS and all(r.success for r in results)
     assert sorted(id(r) for r in streamed) == sorted(id(r) for r in results)  # each result streamed once
-    assert any(r.steps > 1 for r in results)
+    assert any(r.num_turns > 1 for r in results)
     for result in results:
         messages = result.messages
         replies = [m["content"] for m in messages if m["role"] == "assistant"]
@@ -63,10 +75,10 @@ def test_episode_layout_messages_alternate_exactly_as_the_rollout_engine_builds_
             if k + 1 < len(replies):
                 expected.append({"role": "user", "content": render_observation(observations[k + 1], (), prompt)})
         assert messages == expected
-        assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * result.steps
-        assert len(replies) == result.steps == len(result.actions)
+        assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * result.num_turns
+        assert len(replies) == result.num_turns == len(result.actions)
         # Tokens: the sum over turns of what the teacher reported (words of the context, words of the reply).
-        contexts = [messages[: 2 * k + 2] for k in range(result.steps)]
+        contexts = [messages[: 2 * k + 2] for k in range(result.num_turns)]
         assert result.prompt_tokens == sum(words(c) for c in contexts)
         assert result.completion_tokens == sum(len(r.split()) for r in replies)
 
@@ -74,10 +86,10 @@ def test_episode_layout_messages_alternate_exactly_as_the_rollout_engine_builds_
 def test_per_step_layout_keeps_the_last_prompt_and_plain_agents_report_no_tokens():
     prompt = PromptConfig()
     with EnvironmentPool(TextEnvironment, num_workers=1) as pool:
-        results = run_episodes(TextTeacher(), [("enter-text", 3)], pool, max_steps=6, prompt=prompt)
-        plain = run_episodes(lambda m: collect_run.solve(m[-1]["content"]), [("enter-text", 3)], pool, max_steps=6)
+        results = run_episodes(TextTeacher(), [("enter-text", 3)], pool, max_turns=6, prompt=prompt)
+        plain = run_episodes(lambda m: collect_run.solve(m[-1]["content"]), [("enter-text", 3)], pool, max_turns=6)
     (result,) = results
-    assert result.success and result.steps == 2
+    assert result.success and result.num_turns == 2
     first = replay("enter-text", 3, [""])[0]
     first_prompt = render_messages(first, (), prompt)
     replies = [collect_run.solve(first_prompt[1]["content"]), result.messages[-1]["content"]]
@@ -99,10 +111,7 @@ def test_evaluate_passes_layout_and_on_episode():
         TextTeacher(),
         ["click-checkboxes"],
         [3, 4],
-        num_workers=1,
-        max_steps=6,
-        env_factory=TextEnvironment,
-        layout="episode",
+        text_world(web_num_workers=1, web_max_turns=6),
         on_episode=seen.append,
     )
     assert report.overall.success_rate == 1.0 and len(seen) == 2
@@ -117,9 +126,7 @@ def test_collect_writes_one_trace_per_goal_and_resumes_without_repeating(tmp_pat
     goals = train_goals(2, TextEnvironment.TASKS)  # a goals dataset: seeds 3 and 4
     out = tmp_path / "traces"
     teacher = TextTeacher()
-    summary = collect_traces(
-        teacher, goals, out, num_workers=2, max_steps=6, env_factory=TextEnvironment, progress=False
-    )
+    summary = collect_traces(teacher, goals, out, text_world(web_num_workers=2, web_max_turns=6), progress=False)
     traces = read_traces(out)
     assert sorted(t.id for t in traces) == sorted(f"{t}/{s}" for t, s in zip(goals["task"], goals["seed"]))
     assert all(t.success and t.teacher == "text-expert" and t.layout == "episode" for t in traces)
@@ -130,12 +137,10 @@ def test_collect_writes_one_trace_per_goal_and_resumes_without_repeating(tmp_pat
     assert summary.shards == [str(p) for p in shard_paths(out)] and "6 collected now" in str(summary)
 
     calls = teacher.calls
-    again = collect_traces(teacher, goals, out, env_factory=TextEnvironment, progress=False)
+    again = collect_traces(teacher, goals, out, text_world(), progress=False)
     assert (again.done_before, again.collected) == (6, 0) and teacher.calls == calls and again.shards == []
     # More seeds: only the new goals run.
-    more = collect_traces(
-        teacher, train_goals(3, TextEnvironment.TASKS), out, env_factory=TextEnvironment, progress=False
-    )
+    more = collect_traces(teacher, train_goals(3, TextEnvironment.TASKS), out, text_world(), progress=False)
     assert (more.done_before, more.collected) == (6, 3)
     assert sorted(t.seed for t in read_traces(out)) == [3, 3, 3, 4, 4, 4, 5, 5, 5]
 
@@ -151,7 +156,7 @@ def test_env_error_rows_and_malformed_rows_are_redone(tmp_path, caplog):
         shard.write("{broken\n")
     with caplog.at_level(logging.WARNING, logger="sec_rl.pipeline.traces"):
         summary = collect_traces(
-            TextTeacher(), [("click-button", 3), ("click-button", 4)], out, env_factory=TextEnvironment, progress=False
+            TextTeacher(), [("click-button", 3), ("click-button", 4)], out, text_world(), progress=False
         )
     assert "skipped 1 malformed trace row(s)" in caplog.text
     assert (summary.done_before, summary.collected, summary.successes) == (1, 1, 1)
@@ -161,13 +166,13 @@ def test_env_error_rows_and_malformed_rows_are_redone(tmp_path, caplog):
 
 def test_collect_refuses_mixed_folders_and_bad_goals(tmp_path):
     out = tmp_path / "traces"
-    collect_traces(TextTeacher(), [("click-button", 3)], out, env_factory=TextEnvironment, progress=False)
+    collect_traces(TextTeacher(), [("click-button", 3)], out, text_world(), progress=False)
     with pytest.raises(ValueError, match="already holds 1 trace"):
-        collect_traces(TextTeacher(), [("click-button", 4)], out, env_factory=TextEnvironment, resume=False)
+        collect_traces(TextTeacher(), [("click-button", 4)], out, text_world(), resume=False)
     with pytest.raises(ValueError, match=r"layout \['episode'\].*'per_step'"):
-        collect_traces(TextTeacher(), [("click-button", 4)], out, env_factory=TextEnvironment, layout="per_step")
+        collect_traces(TextTeacher(), [("click-button", 4)], out, text_world(web_layout="per_step"))
     with pytest.raises(ValueError, match="a goal is a \\(task, seed\\) pair"):
-        collect_traces(TextTeacher(), ["click-button"], tmp_path / "other", env_factory=TextEnvironment)
+        collect_traces(TextTeacher(), ["click-button"], tmp_path / "other", text_world())
     from datasets import Dataset
 
     with pytest.raises(ValueError, match="columns 'task' and 'seed'"):
@@ -216,7 +221,7 @@ def test_collection_killed_then_resumed_loses_and_repeats_nothing(tmp_path, capl
         shard.write(partial[:40])
 
     with caplog.at_level(logging.WARNING, logger="sec_rl.pipeline.traces"):
-        summary = collect_traces(TextTeacher(), goals, out, num_workers=2, env_factory=TextEnvironment, progress=False)
+        summary = collect_traces(TextTeacher(), goals, out, text_world(web_num_workers=2), progress=False)
     assert "1 truncated last line(s)" in caplog.text
     assert summary.done_before == len(before) and summary.collected == len(goals) - len(before)
     after = read_traces(out)  # the truncated line is reported again, and still not counted
@@ -235,7 +240,7 @@ def test_sec_rl_collect_help(capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "usage: sec-rl collect" in text and "Rerunning the same command resumes" in text
-    for option in ("--teacher", "--teacher_model", "--seeds", "--layout", "--resume", "--push_to_hub", "--tasks"):
+    for option in ("--teacher", "--teacher_model", "--seeds", "--web_layout", "--resume", "--push_to_hub", "--tasks"):
         assert option in text
     assert "N seeds from seed 3" in text
     main([])
@@ -247,17 +252,17 @@ def test_collect_config_from_flags_and_yaml(tmp_path):
 
     parser = TrlParser(CollectConfig)
     (config,) = parser.parse_args_and_config(["--seeds", "5", "--env", "text", "--layout", "per_step"])
-    assert config.seed_list() == [3, 4, 5, 6, 7] and config.layout == "per_step"
+    assert config.seed_list() == [3, 4, 5, 6, 7] and config.web_layout == "per_step"
     assert default_tasks(config) == list(TextEnvironment.TASKS)
     (config,) = parser.parse_args_and_config(["--seeds", "3", "9", "12-14"])
     assert config.seed_list() == [3, 9, 12, 13, 14]
     yaml_file = tmp_path / "collect.yaml"
     yaml_file.write_text(
-        "teacher: openai\nteacher_model: served\nseeds: 20\ntasks: [click-test, enter-text]\nnum_workers: 8\n"
+        "teacher: openai\nteacher_model: served\nseeds: 20\ntasks: [click-test, enter-text]\nweb_num_workers: 8\n"
     )
-    (config,) = parser.parse_args_and_config(["--config", str(yaml_file), "--num_workers", "2"])
+    (config,) = parser.parse_args_and_config(["--config", str(yaml_file), "--web_num_workers", "2"])
     assert config.seed_list() == list(range(3, 23)) and config.tasks == ["click-test", "enter-text"]
-    assert (config.teacher, config.teacher_model, config.num_workers) == ("openai", "served", 2)
+    assert (config.teacher, config.teacher_model, config.web_num_workers) == ("openai", "served", 2)
     assert default_tasks(config) == ["click-test", "enter-text"]
     assert config.prompt_config().max_page_chars == 8000
 
@@ -269,6 +274,22 @@ def test_collect_config_from_flags_and_yaml(tmp_path):
         CollectConfig(seeds=["3", "x"])
     with pytest.raises(ValueError, match="hub_dataset_id"):
         CollectConfig(push_to_hub=True)
+    with pytest.raises(ValueError, match="--web_max_page_tokens counts the page in the student's tokens"):
+        CollectConfig(web_max_page_tokens=500)
+
+
+def test_collect_config_keeps_the_old_option_names_working(caplog, tmp_path):
+    from trl import TrlParser
+
+    yaml_file = tmp_path / "collect.yaml"
+    yaml_file.write_text("max_steps: 4\nlayout: per_step\n")
+    argv = ["--config", str(yaml_file), "--num_workers", "2", "--env", "text", "--history", "0"]
+    with caplog.at_level(logging.WARNING, logger="sec_rl.web.config"):
+        (config,) = TrlParser(CollectConfig).parse_args_and_config(argv)
+    assert (config.web_max_turns, config.web_layout, config.web_num_workers) == (4, "per_step", 2)
+    assert (config.web_env, config.web_history, config.max_steps, config.layout) == ("text", 0, None, None)
+    assert "--max_steps is deprecated: use --web_max_turns (same meaning)." in caplog.text
+    assert CollectConfig().web_layout == "episode"  # a trace is one SFT sample per episode
 
 
 def test_collect_main_reports_bad_options(capsys, tmp_path):
@@ -342,7 +363,7 @@ def test_sec_rl_collect_with_the_scripted_expert_in_chromium(tmp_path, capsys):
 
 def test_collect_row_files_are_json_lines(tmp_path):
     out = tmp_path / "traces"
-    collect_traces(TextTeacher(), [("click-button", 3)], out, env_factory=TextEnvironment, progress=False)
+    collect_traces(TextTeacher(), [("click-button", 3)], out, text_world(), progress=False)
     (line,) = shard_paths(out)[0].read_text().splitlines()
     row = json.loads(line)
     assert row["id"] == "click-button/3" and row["messages"][-1]["role"] == "assistant" and row["success"] is True
@@ -367,7 +388,7 @@ class BabblingTeacher(TextTeacher):
 def test_an_unparseable_teacher_action_is_a_failed_step_in_the_trace_not_a_crash(tmp_path):
     goals = [("click-button", 3), ("enter-text", 3)]
     summary = collect_traces(
-        BabblingTeacher(), goals, tmp_path, num_workers=1, max_steps=4, env_factory=TextEnvironment, progress=False
+        BabblingTeacher(), goals, tmp_path, text_world(web_num_workers=1, web_max_turns=4), progress=False
     )
     assert summary.collected == 2 and summary.env_errors == 0
     for trace in read_traces(tmp_path):

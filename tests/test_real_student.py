@@ -86,8 +86,7 @@ def test_template_generation_and_padding_on_the_real_tokenizer(smollm2_dir):
     """The patched template on SmolLM2's tokenizer; generation (evaluation, rollouts) stops at <|im_end|>."""
     from transformers import GenerationConfig
 
-    from sec_rl.web.evaluate import ModelAgent
-    from sec_rl.web.rollout import TransformersActor
+    from sec_rl.web.policies import ModelAgent, TransformersActor
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     assert tokenizer.chat_template == SMOLLM2_TEMPLATE  # the template as the GGUF file ships it
@@ -228,7 +227,7 @@ def test_grpo_full_and_lora(smollm2_dir, tmp_path):
     check_adapter(trainer, smollm2_dir, tmp_path / "lora")
 
 
-def test_web_grpo_both_sample_modes_full_and_lora(smollm2_dir, tmp_path):
+def test_web_grpo_both_layouts_full_and_lora(smollm2_dir, tmp_path):
     """SECWebGRPOTrainer on the text world: episode mode (full fine-tuning), per-step mode (LoRA)."""
     from peft import LoraConfig
 
@@ -237,7 +236,7 @@ def test_web_grpo_both_sample_modes_full_and_lora(smollm2_dir, tmp_path):
 
     def run(mode: str, output_dir: Path, goals: int, extra_args: dict, **extra):
         args = SECWebGRPOConfig(
-            output_dir=str(output_dir), web_env="text", web_num_workers=2, web_max_turns=2, web_sample_mode=mode,
+            output_dir=str(output_dir), web_env="text", web_num_workers=2, web_max_turns=2, web_layout=mode,
             web_system_prompt=WEB_SYSTEM, web_history=1, per_device_train_batch_size=2 * goals, num_generations=2,
             max_completion_length=12, max_steps=1, logging_steps=1, beta=0.0, save_strategy="no", **CPU, **extra_args,
         )  # fmt: skip

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from sec_rl.pipeline.report import REPORT_FILE, StageReport, evaluate_stages, format_score, stage_file
-from sec_rl.web import EnvironmentPool, TextEnvironment
+from sec_rl.web import EnvironmentPool, TextEnvironment, WebConfig
 from sec_rl.web.evaluate import TaskScore, bootstrap_interval
 
 
@@ -72,15 +72,13 @@ SMALL = {"goal_tasks": ["click-button"], "task_tasks": ["enter-text"], "goal_see
 
 # -- tests -----------------------------------------------------------------------------------------
 def test_always_right_and_always_wrong(tmp_path):
-    # No pool given: evaluate_stages builds one from env_factory and shares it between the stages.
+    # No pool given: evaluate_stages builds one from the web settings and shares it between the stages.
     report = evaluate_stages(
         {"right": right, "wrong": wrong},
+        WebConfig(web_env="text", web_num_workers=2, web_max_turns=3),
         **SMALL,
         task_seeds=range(4),
         output_dir=tmp_path,
-        num_workers=2,
-        max_steps=3,
-        env_factory=TextEnvironment,
     )
     assert list(report.stages) == ["right", "wrong"]
     for split, episodes in (("goals", 3), ("tasks", 4)):
@@ -119,7 +117,7 @@ def test_intervals_match_bootstrap_on_the_same_outcomes(tmp_path, pool):
         task_tasks=[],
         goal_seeds=seeds,
         output_dir=tmp_path,
-        max_steps=2,
+        web=WebConfig(web_max_turns=2),
         pool=pool,
         n_resamples=500,
         seed=3,
@@ -139,7 +137,7 @@ def test_intervals_match_bootstrap_on_the_same_outcomes(tmp_path, pool):
 
 
 def test_resume_skips_saved_stages_and_sets(tmp_path, pool):
-    kwargs = {**SMALL, "task_seeds": [0, 1], "output_dir": tmp_path, "max_steps": 3, "pool": pool}
+    kwargs = {**SMALL, "task_seeds": [0, 1], "output_dir": tmp_path, "web": WebConfig(web_max_turns=3), "pool": pool}
     first = Counting(right)
     report = evaluate_stages({"sft": first}, **kwargs)
     calls = len(first.goals)
@@ -185,7 +183,7 @@ def test_table_plot_and_round_trip(tmp_path, pool):
         **SMALL,
         task_seeds=[0, 1],
         output_dir=tmp_path,
-        max_steps=2,
+        web=WebConfig(web_max_turns=2),
         pool=pool,
     )
     lines = report.table().splitlines()
@@ -215,7 +213,7 @@ def test_model_path_stage_is_loaded_as_a_greedy_model_agent(tmp_path, pool, tiny
         task_tasks=[],
         goal_seeds=[0, 1],
         output_dir=tmp_path,
-        max_steps=2,
+        web=WebConfig(web_max_turns=2),
         max_new_tokens=8,
         pool=pool,
     )

@@ -357,11 +357,12 @@ MISSING = browser_missing()
 @pytest.mark.browser
 @pytest.mark.skipif(MISSING is not None, reason=f"needs Chromium and BrowserGym: {MISSING}")
 def test_teacher_solves_tasks_in_the_browser():
+    from sec_rl.web.config import WebConfig
     from sec_rl.web.evaluate import evaluate
 
     tasks = ["click-dialog-2", "login-user", "odd-or-even", "read-table-2"]  # one to five steps each
     with ScriptedTeacher(tasks) as teacher:
-        report = evaluate(teacher, tasks, [3], num_workers=2, layout="episode")
+        report = evaluate(teacher, tasks, [3], WebConfig(web_num_workers=2, web_layout="episode"))
     failed = {e.task: (e.actions, e.error) for e in report.episodes if not e.success}
     assert not failed, failed
     assert all(e.prompt_tokens == 0 and e.completion_tokens == 0 for e in report.episodes)

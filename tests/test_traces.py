@@ -20,7 +20,7 @@ from sec_rl.pipeline.traces import (
     shard_paths,
     traces_to_dataset,
 )
-from sec_rl.web.evaluate import EpisodeResult
+from sec_rl.web.rollout import Episode, Step
 
 
 def make_trace(task: str = "click-button", seed: int = 3, success: bool = True, **overrides) -> Trace:
@@ -79,22 +79,18 @@ def test_trace_round_trip_and_row_format():
     assert Trace.from_json(unicode.to_json()) == unicode
 
 
-def test_trace_from_episode_result():
-    episode = EpisodeResult(
-        "enter-text",
-        7,
-        1.0,
-        2,
-        actions=["fill('3', 'a')", "click('4')"],
-        messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-        prompt_tokens=30,
-        completion_tokens=9,
-    )
+def test_trace_from_episode():
+    prompt = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    steps = [
+        Step(prompt, [], [], None, "fill('3', 'a')", "fill('3', 'a')", 0.0, False, prompt_tokens=14),
+        Step(prompt, [], [], None, "click('4')", "click('4')", 1.0, True, prompt_tokens=16, completion_tokens=9),
+    ]
+    episode = Episode("enter-text", 7, steps=steps)
     trace = Trace.from_episode(episode, teacher="t", layout="per_step")
     assert (trace.id, trace.success, trace.num_steps, trace.layout) == ("enter-text/7", True, 2, "per_step")
     assert (trace.prompt_tokens, trace.completion_tokens, trace.teacher) == (30, 9, "t")
     failed = Trace.from_episode(
-        EpisodeResult("enter-text", 8, 0.0, 0, env_error=True, error="worker died"), teacher="t", layout="episode"
+        Episode("enter-text", 8, env_error=True, error="worker died"), teacher="t", layout="episode"
     )
     assert not failed.success and failed.env_error and failed.error == "worker died"
 
@@ -147,7 +143,8 @@ def test_writer_shards_fsyncs_every_row_and_never_reopens_a_shard(tmp_path, monk
     before = {p.name: p.read_bytes() for p in shard_paths(directory)}
 
     # A second session starts a new shard; the old ones stay byte for byte.
-    episode = EpisodeResult("enter-text", 9, 0.0, 10, messages=[{"role": "user", "content": "u"}])
+    step = Step([{"role": "user", "content": "u"}], [], [], None, "", None, 0.0, False)
+    episode = Episode("enter-text", 9, steps=[step])
     with TraceWriter(directory, shard_size=2, teacher="expert", layout="per_step") as second:
         written = second.write(episode)
     assert written.layout == "per_step" and written.teacher == "expert" and written.id == "enter-text/9"

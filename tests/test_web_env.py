@@ -23,8 +23,11 @@ from sec_rl.web import (
     render_messages,
     render_observation,
 )
-from sec_rl.web.evaluate import EpisodeResult, ModelAgent, bootstrap_interval, evaluate, run_episodes, score
+from sec_rl.web.config import WebConfig
+from sec_rl.web.evaluate import bootstrap_interval, evaluate, score
 from sec_rl.web.observation import truncate
+from sec_rl.web.policies import ModelAgent
+from sec_rl.web.rollout import Episode, RolloutEngine, Step
 
 
 def children() -> list[psutil.Process]:
@@ -273,7 +276,7 @@ def test_close_leaves_no_child_processes():
 # -- evaluation --------------------------------------------------------------------------------------
 def test_evaluate_scripted_policy_on_text_tasks():
     report = evaluate(
-        text_policy, TextEnvironment.TASKS, seeds=range(4), num_workers=2, max_steps=6, env_factory=TextEnvironment
+        text_policy, TextEnvironment.TASKS, range(4), WebConfig(web_env="text", web_num_workers=2, web_max_turns=6)
     )
     assert report.overall.success_rate == 1.0 and report.overall.episodes == 12
     assert set(report.per_task) == set(TextEnvironment.TASKS)
@@ -283,7 +286,7 @@ def test_evaluate_scripted_policy_on_text_tasks():
     assert report.to_dict()["overall"]["success_rate"] == 1.0
 
 
-def test_run_episodes_counts_max_steps_as_failure_and_retries_env_errors():
+def test_episodes_count_max_turns_as_failure_and_retry_env_errors():
     with EnvironmentPool(SlowText, num_workers=2, step_timeout=1.5) as pool:
         calls = []
 
@@ -291,19 +294,25 @@ def test_run_episodes_counts_max_steps_as_failure_and_retries_env_errors():
             calls.append(messages)
             return "Action: noop(10000)" if len(calls) == 1 else "Action: noop(0)"
 
-        results = run_episodes(agent, [("click-button", 0), ("enter-text", 0)], pool, max_steps=2, retries=1)
+        engine = RolloutEngine(agent, pool, max_turns=2, retries=1, retry_crashed=True)
+        results = engine.run([("click-button", 0), ("enter-text", 0)]).episodes
     assert [r.task for r in results] == ["click-button", "enter-text"]
-    assert all(not r.env_error and r.reward == 0.0 and r.steps == 2 for r in results)  # the timed-out one was retried
+    assert all(not r.env_error and r.reward == 0.0 and r.num_turns == 2 for r in results)  # the timed-out one: retried
     assert results[0].actions == ["noop(wait_ms=0)", "noop(wait_ms=0)"]
+
+
+def finished(task: str, seed: int, reward: float, turns: int, env_error: bool = False) -> Episode:
+    """An episode of ``turns`` turns whose last one returned ``reward``."""
+    last = turns - 1
+    steps = [Step([], [], [], None, "", "noop()", reward if t == last else 0.0, t == last) for t in range(turns)]
+    return Episode(task, seed, steps=steps, env_error=env_error)
 
 
 def test_bootstrap_interval_and_scores():
     estimate, low, high = bootstrap_interval([[1, 0, 1, 0] * 10])
     assert estimate == 0.5 and 0.3 < low < 0.5 < high < 0.7
     assert bootstrap_interval([[1, 1], [0, 0]]) == (0.5, 0.5, 0.5)  # stratified: each task keeps its outcomes
-    report = score(
-        [EpisodeResult("a", 0, 1.0, 1), EpisodeResult("a", 1, 0.0, 3), EpisodeResult("b", 0, 0.0, 1, env_error=True)]
-    )
+    report = score([finished("a", 0, 1.0, 1), finished("a", 1, 0.0, 3), finished("b", 0, 0.0, 1, env_error=True)])
     assert report.per_task["a"].success_rate == 0.5 and report.per_task["b"].episodes == 0
     assert report.overall.env_errors == 1 and report.overall.episodes == 2
 
@@ -318,7 +327,7 @@ def test_model_agent_generates_in_batches(tiny_model_dir):
     outputs = agent.act_batch([render_messages(observation)] * 3)
     assert len(outputs) == 3 and all(isinstance(o, str) for o in outputs)
     assert outputs[0] == outputs[1] == outputs[2]  # greedy, left padding: the same prompt, the same answer
-    report = evaluate(agent, ["click-button"], [0, 1], num_workers=1, max_steps=2, env_factory=TextEnvironment)
+    report = evaluate(agent, ["click-button"], [0, 1], WebConfig(web_env="text", web_num_workers=1, web_max_turns=2))
     assert report.overall.episodes == 2  # an untrained model: invalid actions are observations, not crashes
 
 

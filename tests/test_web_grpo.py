@@ -1,4 +1,4 @@
-"""SECWebGRPOTrainer: real GRPO steps of a tiny model over multi-turn episodes, in both sample modes.
+"""SECWebGRPOTrainer: real GRPO steps of a tiny model over multi-turn episodes, in both sample layouts.
 
 The text-world tests run everywhere; the BrowserGym ones (marked ``browser``) need Chromium,
 ``browsergym-miniwob`` and ``miniwob``, and skip with the reason otherwise.
@@ -52,7 +52,7 @@ def make_trainer(model_dir: str, output_dir: str, mode: str, reward_funcs=None, 
         web_env="text",
         web_num_workers=4,
         web_max_turns=2,
-        web_sample_mode=mode,
+        web_layout=mode,
         web_system_prompt=SYSTEM,
         web_history=2,
         curriculum_temperature=0.5,
@@ -238,18 +238,17 @@ def test_bad_configurations_fail_early(web_model_dir, tmp_path):
         settings.update(overrides)
         return SECWebGRPOConfig(**settings)
 
-    with pytest.raises(
-        ValueError, match=r"web_sample_mode='turn' is not supported: use one of \['episode', 'per_step'\]"
-    ):
-        config(web_sample_mode="turn")
+    with pytest.raises(ValueError, match=r"web_layout='turn' is not supported: use one of \['episode', 'per_step'\]"):
+        config(web_layout="turn")
+    assert config(web_sample_mode="episode").web_layout == "episode"  # the option's old name still works
     with pytest.raises(ValueError, match=r"web_env='chrome' is not supported"):
         config(web_env="chrome")
     with pytest.raises(ValueError, match=r"web_gamma=0.0 is out of range"):
         config(web_gamma=0.0)
     with pytest.raises(ValueError, match=r"web_episodes_per_goal=3 must be between 1 and num_generations \(2\)"):
         config(web_episodes_per_goal=3)
-    with pytest.raises(ValueError, match=r"applies to web_sample_mode='per_step' only"):
-        config(web_sample_mode="episode", web_episodes_per_goal=1)
+    with pytest.raises(ValueError, match=r"applies to web_layout='per_step' only"):
+        config(web_layout="episode", web_episodes_per_goal=1)
     assert config().curriculum_column == ["task"]
     dataset = goals_dataset(TASKS, [3, 4])
     with pytest.raises(ValueError, match=r"reward_funcs entry 'org/reward-model' is not a function.*reward_weights"):
@@ -282,7 +281,7 @@ def test_grpo_step_over_miniwob_episodes(web_model_dir, tmp_path, mode):
     if missing:
         pytest.skip(f"needs Chromium and BrowserGym: {missing}")
     settings = dict(
-        output_dir=str(tmp_path), web_env="browsergym", web_num_workers=2, web_max_turns=2, web_sample_mode=mode,
+        output_dir=str(tmp_path), web_env="browsergym", web_num_workers=2, web_max_turns=2, web_layout=mode,
         web_system_prompt=SYSTEM, web_max_page_chars=700, per_device_train_batch_size=4, num_generations=2,
         max_completion_length=10, max_steps=1, learning_rate=1e-2, use_cpu=True, bf16=False, report_to="none",
         gradient_checkpointing=False, save_strategy="no", seed=0, disable_tqdm=True, logging_steps=1,
@@ -371,3 +370,56 @@ def test_an_environment_of_your_own_by_import_path(tmp_path):
         assert observation.goal and type(env).__name__ == "TextEnvironment"
     with pytest.raises(ValueError, match=r"web_env='sec_rl.web.env:Nope': .*no WebEnvironment subclass named 'Nope'"):
         SECWebGRPOConfig(**base, web_env="sec_rl.web.env:Nope")
+
+
+# -- evaluation sees what training saw ---------------------------------------------------------------
+def test_evaluation_prompts_a_checkpoint_with_the_ids_its_training_rollouts_read(web_model_dir, tmp_path, monkeypatch):
+    """Same ``web_*`` settings and chat template kwargs, same goal: the evaluation of a checkpoint generates, turn
+    after turn, from the very token ids its training rollout generated from (a growing episode, a page cut to a
+    token budget, a template argument), because both run the one episode loop with the same token policy."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from sec_rl.models.tiny import CHAT_TEMPLATE
+    from sec_rl.pipeline.report import evaluate_stages
+    from sec_rl.pipeline.stages import WebEvalArguments
+    from sec_rl.web.policies import TransformersActor
+
+    model_dir = tmp_path / "model"  # the web model with a template that reads an argument
+    shutil.copytree(web_model_dir, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = "{%- if tag is defined %}{{- tag }}{%- endif %}" + CHAT_TEMPLATE
+    tokenizer.save_pretrained(model_dir)
+    web = dict(web_env="text", web_num_workers=1, web_layout="episode", web_max_turns=3, web_max_page_tokens=12,
+               web_system_prompt=SYSTEM, chat_template_kwargs={"tag": "[T]"})  # fmt: skip
+    contexts: list[list[int]] = []
+    generate = TransformersActor.generate
+
+    def recording(actor, prompts):
+        contexts.extend(list(p) for p in prompts)
+        return generate(actor, prompts)
+
+    monkeypatch.setattr(TransformersActor, "generate", recording)
+    args = SECWebGRPOConfig(
+        output_dir=str(tmp_path / "grpo"), per_device_train_batch_size=2, num_generations=2,
+        max_completion_length=10, generation_kwargs={"do_sample": False}, use_cpu=True, bf16=False,
+        report_to="none", gradient_checkpointing=False, **web,
+    )  # fmt: skip
+    trainer = SECWebGRPOTrainer(model=str(model_dir), args=args, train_dataset=goals_dataset(["enter-text"], [4]))
+    try:
+        trained = trainer.web_engine.run([("enter-text", 4)]).episodes[0]
+    finally:
+        trainer.close_environments()
+    training, contexts[:] = list(contexts), []
+
+    evaluation = WebEvalArguments(max_new_tokens=10, **web)
+    evaluate_stages(
+        {"student": str(model_dir)}, evaluation, goal_tasks=["enter-text"], task_tasks=[], goal_seeds=[4],
+        output_dir=tmp_path / "eval", max_new_tokens=evaluation.max_new_tokens,
+        chat_template_kwargs=evaluation.chat_template_kwargs,
+    )  # fmt: skip
+    assert contexts == training == [step.prompt_ids for step in trained.steps]
+    assert len(training) == trained.num_turns > 1  # a growing conversation: every turn compared
+    first = tokenizer.decode(training[0])
+    assert first.startswith("[T]<|im_start|>system\n") and "[... page truncated: " in first

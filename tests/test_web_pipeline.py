@@ -7,6 +7,8 @@ collects traces, a tiny student built offline is trained by SFT then SEC-GRPO, a
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from sec_rl.pipeline.collect import CollectConfig
 from sec_rl.pipeline.stages import PushArguments, WebEvalArguments, WebGRPOArguments, WebSFTArguments, parse_stages
 from sec_rl.trainers import SECSFTConfig
 from sec_rl.trainers.web_grpo import SECWebGRPOConfig
+from sec_rl.web.env import TextEnvironment
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples" / "web_agent"
@@ -35,12 +38,50 @@ def test_every_stage_command_explains_its_options(command, capsys):
     expected = {
         "collect": "--teacher",
         "sft": "--curriculum_signal",
-        "grpo": "--web_sample_mode",
+        "grpo": "--web_layout",
         "evaluate": "--stages",
         "push": "--repo_id",
         "demo": "--collect_seeds",
     }[command]
     assert expected in text
+
+
+def test_evaluate_lists_only_what_evaluation_uses(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--web_max_turns", "--web_layout", "--web_max_page_tokens", "--chat_template_kwargs"):
+        assert option in text
+    for training_only in ("gamma", "advantage", "--web_failure_reward", "--web_episodes_per_goal", "--learning_rate"):
+        assert training_only not in text
+    assert "--layout " not in text and "--web_sample_mode" not in text  # old names: still parsed, not listed
+
+
+def test_configs_without_torch_and_one_web_block_for_every_command(tmp_path):
+    """The evaluation and collection configs import no torch, TRL or transformers; one YAML block of web_*
+    settings parses into collection, training and evaluation alike, and renders the same prompts."""
+    code = (
+        "import sys\n"
+        "import sec_rl.web.config, sec_rl.pipeline.stages, sec_rl.pipeline.collect\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+    web = {"web_env": "text", "web_max_turns": 4, "web_layout": "per_step", "web_max_page_chars": 500,
+           "web_history": 1, "web_actions": ["bid"], "web_system_prompt": "Act.", "web_step_timeout": 9.0}  # fmt: skip
+    path = tmp_path / "web.yaml"
+    path.write_text(yaml.safe_dump({**web, "output_dir": str(tmp_path)}))
+    (collect,) = TrlParser(CollectConfig).parse_args_and_config(["--config", str(path)])
+    (evaluation,) = TrlParser(WebEvalArguments).parse_args_and_config(["--config", str(path)])
+    _, grpo, _ = TrlParser((WebGRPOArguments, SECWebGRPOConfig, ModelConfig)).parse_args_and_config(
+        ["--config", str(path), "--use_cpu", "--bf16", "false"]
+    )
+    for config in (collect, evaluation, grpo):
+        assert {name: getattr(config, name) for name in web} == web
+        factory = config.env_factory()
+        assert config.prompt_config() == grpo.prompt_config()
+        assert (factory.func, factory.keywords) == (TextEnvironment, {"actions": ["bid"]})
 
 
 def test_demo_domain_comes_from_flags_or_yaml(tmp_path, capsys):
@@ -88,7 +129,7 @@ def test_example_configs_parse_with_the_study_settings(name, types, tmp_path):
         # The web-agent study's robust settings.
         assert (grpo.temperature, grpo.learning_rate, grpo.beta) == (0.25, 1e-6, 0.0)
         assert grpo.web_zero_advantage_filter and grpo.per_device_train_batch_size * 8 * 4 == 512
-        assert grpo.web_sample_mode == "episode"
+        assert grpo.web_layout == "episode"
     if name == "sft":
         _, sft, _ = parsed
         assert sft.assistant_only_loss and sft.curriculum_signal == "loss"

@@ -20,7 +20,8 @@ from transformers import GenerationConfig
 from sec_rl.models.tiny import build_tiny_model_and_tokenizer
 from sec_rl.web import EnvironmentPool, TextEnvironment, render_messages
 from sec_rl.web.observation import PromptConfig
-from sec_rl.web.rollout import Episode, Generation, RolloutEngine, Step, TransformersActor, encode_messages
+from sec_rl.web.policies import Reply, TokenPolicy, TransformersActor, encode_messages
+from sec_rl.web.rollout import Episode, RolloutEngine, Step
 from sec_rl.web.samples import (
     compute_advantages,
     discounted_returns,
@@ -96,7 +97,7 @@ class OracleActor:
                 text = solve(context)
                 self.actions.add(text.rsplit("Action: ", 1)[1])
                 answer = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-                outputs[i] = Generation(answer)
+                outputs[i] = Reply(completion_ids=answer)
         return outputs
 
 
@@ -143,7 +144,8 @@ GOALS = [("click-button", 3), ("click-button", 3), ("enter-text", 4), ("enter-te
 @pytest.mark.parametrize("mode", ["per_step", "episode"])
 def test_engine_runs_a_batch_with_the_model(model_and_tokenizer, pool, mode):
     model, tokenizer = model_and_tokenizer
-    engine = RolloutEngine(model_actor(model, tokenizer), pool, tokenizer, mode=mode, max_turns=3, prompt=PROMPT)
+    policy = TokenPolicy(model_actor(model, tokenizer), tokenizer)
+    engine = RolloutEngine(policy, pool, layout=mode, max_turns=3, prompt=PROMPT)
     result = engine.run(GOALS)  # 5 episodes on 3 workers: two waves
 
     assert [e.goal for e in result.episodes] == GOALS
@@ -174,7 +176,7 @@ def test_engine_runs_a_batch_with_the_model(model_and_tokenizer, pool, mode):
 
 def test_scripted_agent_gets_known_lengths_and_rewards(pool):
     _, tokenizer = build_web_model()
-    engine = RolloutEngine(OracleActor(tokenizer), pool, tokenizer, mode="per_step", max_turns=4, prompt=PROMPT)
+    engine = RolloutEngine(TokenPolicy(OracleActor(tokenizer), tokenizer), pool, max_turns=4, prompt=PROMPT)
     result = engine.run(GOALS[:4])
     assert [e.num_turns for e in result.episodes] == [1, 1, 2, 2]
     assert [e.reward for e in result.episodes] == [1.0, 1.0, 1.0, 1.0]
@@ -186,7 +188,8 @@ def test_scripted_agent_gets_known_lengths_and_rewards(pool):
 
 def test_episode_sample_masks_observations_token_by_token(pool):
     _, tokenizer = build_web_model()
-    engine = RolloutEngine(OracleActor(tokenizer), pool, tokenizer, mode="episode", max_turns=4, prompt=PROMPT)
+    policy = TokenPolicy(OracleActor(tokenizer), tokenizer)
+    engine = RolloutEngine(policy, pool, layout="episode", max_turns=4, prompt=PROMPT)
     episode = engine.run([("enter-text", 4)]).episodes[0]
     assert episode.num_turns == 2 and episode.success
     sample = episode_sample(episode, group=0, eos_token_id=tokenizer.eos_token_id)
@@ -217,7 +220,7 @@ def test_killed_worker_mid_rollout_excludes_the_episode(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     with EnvironmentPool(TextEnvironment, num_workers=2, step_timeout=20) as pool:
         actor = KillingActor(model_actor(model, tokenizer), pool, at_call=2, slot=0)
-        engine = RolloutEngine(actor, pool, tokenizer, mode="per_step", max_turns=3, prompt=PROMPT)
+        engine = RolloutEngine(TokenPolicy(actor, tokenizer), pool, layout="per_step", max_turns=3, prompt=PROMPT)
         result = engine.run([("enter-text", 3), ("enter-text", 3)])
         crashed, fine = result.episodes
         assert crashed.env_error and "worker 0" in crashed.error and crashed.num_turns == 2

@@ -122,9 +122,11 @@ class WebDemoConfig:
             self.output_dir = "outputs/demo" if self.student == "tiny" else f"outputs/demo-{Path(self.student).name}"
 
 
-def _prompt_kwargs(config: WebDemoConfig) -> dict[str, Any]:
+def _web_settings(config: WebDemoConfig) -> dict[str, Any]:
     """The ``web_*`` settings shared by collection, training and evaluation, so every stage sees one format."""
     return {
+        "web_num_workers": config.num_workers,
+        "web_layout": "episode",
         "web_actions": DEMO_ACTIONS,
         "web_max_page_chars": config.max_page_chars,
         "web_max_turns": config.max_turns,
@@ -140,14 +142,13 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     from sec_rl.pipeline.report import evaluate_stages
     from sec_rl.pipeline.scripted import ScriptedTeacher
     from sec_rl.pipeline.traces import read_traces, traces_to_dataset
-    from sec_rl.trainers.web_grpo import WebAgentArguments
+    from sec_rl.web.config import WebConfig
     from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS, TRAIN_SEEDS_START
 
     hf_logging.set_verbosity_error()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    web = WebAgentArguments(web_num_workers=config.num_workers, **_prompt_kwargs(config))
-    prompt, env_factory = web.prompt_config(), web.env_factory()
+    web = WebConfig(**_web_settings(config))
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -156,16 +157,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     console.rule("[bold]1/5 teacher traces (scripted expert)")
     seeds = range(TRAIN_SEEDS_START, TRAIN_SEEDS_START + config.collect_seeds)
     with ScriptedTeacher() as teacher:
-        collect_traces(
-            teacher,
-            [(task, seed) for task in config.tasks for seed in seeds],
-            out / "traces",
-            num_workers=config.num_workers,
-            max_steps=config.max_turns,
-            prompt=prompt,
-            layout="episode",
-            env_factory=env_factory,
-        )
+        collect_traces(teacher, [(task, seed) for task in config.tasks for seed in seeds], out / "traces", web)
     traces = read_traces(out / "traces")
     dataset = traces_to_dataset(traces, only_successful=True)
     console.print(f"{len(traces)} episodes, {len(dataset)} successful traces kept")
@@ -203,17 +195,13 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     with ScriptedTeacher() as teacher:
         report = evaluate_stages(
             {"untrained": str(student_dir), "sft": str(sft_dir), "sft+rl": str(rl_dir), "teacher (scripted)": teacher},
+            web,
             goal_tasks=config.tasks,
             task_tasks=config.heldout_tasks,
             goal_seeds=HELDOUT_GOAL_SEEDS,
             task_seeds=range(config.eval_task_seeds),
             output_dir=out / "eval",
-            num_workers=config.num_workers,
-            max_steps=config.max_turns,
             max_new_tokens=config.max_new_tokens,
-            env_factory=env_factory,
-            prompt=prompt,
-            layout="episode",
         )
     report.plot(out / "eval" / "success.png")
     timings["evaluate"] = time.perf_counter() - tick
@@ -312,9 +300,7 @@ def _grpo(config: WebDemoConfig, sft_dir: Path, output_dir: Path) -> None:
         temperature=config.rollout_temperature,
         max_completion_length=48,
         beta=0.0,
-        web_num_workers=config.num_workers,
-        web_sample_mode="episode",
-        **_prompt_kwargs(config),
+        **_web_settings(config),
         **_common_training_args(config, output_dir, max(1, config.grpo_steps // 3), config.curriculum_temperature),
     )
     goals = WebGRPOArguments(tasks=config.tasks, num_seeds=config.collect_seeds)

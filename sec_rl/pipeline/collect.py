@@ -6,29 +6,29 @@ already have a valid row. Killing it (Ctrl-C, a crash, a pre-empted job) loses a
 flight; rows of episodes that failed because of the environment are collected again. ::
 
     sec-rl collect --teacher openai --teacher_model meta-llama/Llama-3.3-70B-Instruct \\
-        --teacher_base_url http://localhost:8000/v1 --seeds 20 --num_workers 8 --output_dir outputs/traces
+        --teacher_base_url http://localhost:8000/v1 --seeds 20 --web_num_workers 8 --output_dir outputs/traces
 
 Every option can also come from a YAML file (``--config collect.yaml``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sec_rl.pipeline.traces import TraceWriter, read_traces, shard_paths, trace_id, traces_to_dataset
-from sec_rl.web.evaluate import LAYOUTS, EpisodeResult, run_episodes
-from sec_rl.web.observation import PromptConfig
-from sec_rl.web.pool import EnvironmentPool, Goal
+from sec_rl.web.config import HIDDEN, WebConfig, with_default
+from sec_rl.web.policies import ChatPolicy
+from sec_rl.web.pool import Goal
+from sec_rl.web.rollout import Episode, RolloutEngine
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -38,7 +38,6 @@ __all__ = ["TEACHER_KINDS", "CollectConfig", "CollectSummary", "collect_main", "
 logger = logging.getLogger(__name__)
 
 TEACHER_KINDS: tuple[str, ...] = ("scripted", "openai", "transformers")
-ENVIRONMENTS: tuple[str, ...] = ("browsergym", "text")
 
 
 # -- collection ------------------------------------------------------------------------------------
@@ -118,52 +117,11 @@ def _existing_traces(output_dir: Path) -> list[Any]:
     return read_traces(output_dir, on_error="skip")
 
 
-def collect_traces(
-    teacher: Any,
-    goals: Sequence[Goal] | Dataset,
-    output_dir: str | os.PathLike[str],
-    *,
-    num_workers: int = 4,
-    max_steps: int = 10,
-    prompt: PromptConfig | None = None,
-    layout: Literal["per_step", "episode"] = "episode",
-    env_factory: Callable[[], Any] | None = None,
-    resume: bool = True,
-    shard_size: int = 1000,
-    retries: int = 1,
-    progress: bool = True,
-    step_timeout: float = 30.0,
-    episode_timeout: float | None = None,
-) -> CollectSummary:
-    """Run ``teacher`` on every goal not collected yet and write each finished episode to ``output_dir``.
-
-    Args:
-        teacher: a :class:`~sec_rl.pipeline.teachers.Teacher` (token counts are recorded) or any agent of
-            :func:`~sec_rl.web.evaluate.run_episodes`; its ``name`` goes into every trace.
-        goals: (task, seed) pairs, or a goals dataset (``sec_rl.web.tasks.train_goals``).
-        output_dir: the trace folder (sharded JSON lines, see :mod:`sec_rl.pipeline.traces`).
-        num_workers: environments in parallel.
-        max_steps: actions per episode before it counts as a failure.
-        prompt: how observations are rendered (use the same settings as the student's training).
-        layout: ``"episode"`` (one conversation per episode, one SFT sample) or ``"per_step"`` (a fresh prompt
-            each turn; the trace keeps the last turn).
-        env_factory: builds one environment in a worker (default: MiniWoB++ in BrowserGym).
-        resume: skip goals with a valid row in ``output_dir``; with False, ``output_dir`` must hold no traces.
-        shard_size: rows per shard file at most.
-        retries: attempts after an environment error before the episode is written as one (and redone by
-            the next resume).
-        progress: show a progress bar (successes so far in its postfix).
-        step_timeout, episode_timeout: the pool's limits (see :class:`~sec_rl.web.pool.EnvironmentPool`).
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}.")
-    if num_workers < 1:
-        raise ValueError(f"num_workers must be at least 1, got {num_workers}.")
-    started = time.perf_counter()
-    output_dir = Path(output_dir)
-    goal_list = _normalise_goals(goals)
-    name = str(getattr(teacher, "name", None) or type(teacher).__name__)
-
+def _goals_to_collect(
+    goal_list: list[Goal], output_dir: Path, teacher: str, layout: str, resume: bool
+) -> tuple[list[Goal], int]:
+    """The goals still without a valid trace in ``output_dir``, and how many are done; refuses a folder that does
+    not fit (traces there but no resume, another layout)."""
     existing = _existing_traces(output_dir)
     if existing and not resume:
         raise ValueError(
@@ -176,64 +134,96 @@ def collect_traces(
             f"{output_dir} holds traces in layout {other_layouts}, and this run's layout is {layout!r}: one folder "
             f"mixing layouts would mix SFT sample formats. Use layout={other_layouts[0]!r} or another output_dir."
         )
-    other_teachers = Counter(t.teacher for t in existing if t.teacher != name)
+    other_teachers = Counter(t.teacher for t in existing if t.teacher != teacher)
     if other_teachers:
         logger.warning("%s also holds traces of other teacher(s): %s", output_dir, dict(other_teachers))
     done = {t.id for t in existing if not t.env_error}
     todo = [goal for goal in goal_list if trace_id(*goal) not in done]
-    summary = CollectSummary(str(output_dir), name, len(goal_list), len(goal_list) - len(todo))
-    if not todo:
-        summary.seconds = time.perf_counter() - started
-        return summary
+    return todo, len(goal_list) - len(todo)
 
-    if env_factory is None:
-        from sec_rl.web.env import BrowserGymEnvironment
 
-        env_factory = functools.partial(BrowserGymEnvironment)
-    from tqdm import tqdm
+class _TraceSink:
+    """Receives each finished episode: writes it durably, counts it in the summary, moves the progress bar."""
 
-    bar = tqdm(
-        total=len(goal_list),
-        initial=summary.done_before,
-        desc=f"collect ({name})",
-        unit="episode",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    writer = TraceWriter(output_dir, shard_size, teacher=name, layout=layout)
+    def __init__(self, summary: CollectSummary, writer: TraceWriter, progress: bool):
+        from tqdm import tqdm
 
-    def on_episode(episode: EpisodeResult) -> None:
-        writer.write(episode)  # durable before the next turn
+        self.summary, self.writer = summary, writer
+        self.bar = tqdm(
+            total=summary.goals,
+            initial=summary.done_before,
+            desc=f"collect ({summary.teacher})",
+            unit="episode",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+
+    def __call__(self, episode: Episode) -> None:
+        summary = self.summary
+        self.writer.write(episode)  # durable before the next turn
         summary.collected += 1
         summary.successes += episode.success
         summary.env_errors += episode.env_error
         summary.prompt_tokens += episode.prompt_tokens
         summary.completion_tokens += episode.completion_tokens
-        bar.update(1)
+        self.bar.update(1)
         counted = summary.collected - summary.env_errors
-        bar.set_postfix(success=f"{summary.successes}/{counted}", env_errors=summary.env_errors, refresh=False)
+        self.bar.set_postfix(success=f"{summary.successes}/{counted}", env_errors=summary.env_errors, refresh=False)
 
-    pool = EnvironmentPool(
-        env_factory, min(num_workers, len(todo)), step_timeout=step_timeout, episode_timeout=episode_timeout
-    )
-    try:
-        run_episodes(
-            teacher,
-            todo,
-            pool,
-            max_steps=max_steps,
-            prompt=prompt,
-            retries=retries,
-            layout=layout,
-            on_episode=on_episode,
-        )
-    finally:
-        pool.close()
-        writer.close()
-        bar.close()
-        summary.shards = [str(p) for p in writer.paths]
-        summary.seconds = time.perf_counter() - started
-        _record_teacher_compute(teacher, summary)
+    def close(self) -> None:
+        self.writer.close()
+        self.bar.close()
+        self.summary.shards = [str(p) for p in self.writer.paths]
+
+
+def collect_traces(
+    teacher: Any,
+    goals: Sequence[Goal] | Dataset,
+    output_dir: str | os.PathLike[str],
+    web: WebConfig | None = None,
+    *,
+    tokenizer: Any = None,
+    resume: bool = True,
+    shard_size: int = 1000,
+    retries: int = 1,
+    progress: bool = True,
+) -> CollectSummary:
+    """Run ``teacher`` on every goal not collected yet and write each finished episode to ``output_dir``.
+
+    Args:
+        teacher: a :class:`~sec_rl.pipeline.teachers.Teacher` (token counts are recorded) or any agent of
+            :class:`~sec_rl.web.rollout.RolloutEngine`; its ``name`` goes into every trace.
+        goals: (task, seed) pairs, or a goals dataset (``sec_rl.web.tasks.train_goals``).
+        output_dir: the trace folder (sharded JSON lines, see :mod:`sec_rl.pipeline.traces`).
+        web: environment, workers, timeouts, turns, layout and prompt: use the student's training settings.
+            ``web_layout`` ``"episode"`` (the default here) makes one conversation per episode, one SFT sample;
+            ``"per_step"`` a fresh prompt each turn (the trace keeps the last turn).
+        tokenizer: the student's tokenizer, which measures ``web_max_page_tokens`` (needed only with it).
+        resume: skip goals with a valid row in ``output_dir``; with False, ``output_dir`` must hold no traces.
+        shard_size: rows per shard file at most.
+        retries: attempts after an environment error before the episode is written as one (and redone by
+            the next resume).
+        progress: show a progress bar (successes so far in its postfix).
+    """
+    web = web or WebConfig(web_layout="episode")
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    goal_list = _normalise_goals(goals)
+    name = str(getattr(teacher, "name", None) or type(teacher).__name__)
+    todo, done_before = _goals_to_collect(goal_list, output_dir, name, web.web_layout, resume)
+    summary = CollectSummary(str(output_dir), name, len(goal_list), done_before)
+    if todo:
+        policy = ChatPolicy(teacher, tokenizer) if tokenizer is not None else teacher
+        sink = _TraceSink(summary, TraceWriter(output_dir, shard_size, teacher=name, layout=web.web_layout), progress)
+        pool = web.make_pool(len(todo))
+        try:
+            engine = RolloutEngine.from_config(policy, pool, web, retries=retries, retry_crashed=True)
+            engine.run(todo, on_episode=sink)
+        finally:
+            pool.close()
+            sink.close()
+            _record_teacher_compute(teacher, summary)
+    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -257,9 +247,11 @@ def _record_teacher_compute(teacher: Any, summary: CollectSummary) -> None:
 
 # -- configuration and command line ----------------------------------------------------------------
 @dataclass
-class CollectConfig:
-    """Options of ``sec-rl collect`` (flags, or a YAML file with ``--config``)."""
+class CollectConfig(WebConfig):
+    """Options of ``sec-rl collect`` (flags, or a YAML file with ``--config``): the teacher, the goals, the trace
+    folder, and the shared ``web_*`` settings, which should be the student's training settings."""
 
+    web_layout: str = with_default("web_layout", "episode")  # a trace is one SFT sample per episode
     teacher: str = field(
         default="scripted",
         metadata={
@@ -298,7 +290,7 @@ class CollectConfig:
         default=None,
         metadata={
             "help": "Tasks to collect on (default: the 99 training tasks; with --teacher scripted, the ones it "
-            "can solve; with --env text, the text world's tasks)."
+            "can solve; with --web_env text, the text world's tasks)."
         },
     )
     seeds: list[str] = field(
@@ -308,18 +300,8 @@ class CollectConfig:
             "numbers are the seeds themselves; 'A-B' is a range (inclusive), e.g. '3-22'."
         },
     )
-    num_workers: int = field(default=4, metadata={"help": "Environments (browsers) in parallel."})
-    max_steps: int = field(default=10, metadata={"help": "Actions per episode before it counts as a failure."})
     output_dir: str = field(
         default="outputs/traces", metadata={"help": "Trace folder (sharded JSON lines traces-*.jsonl)."}
-    )
-    layout: str = field(
-        default="episode",
-        metadata={
-            "help": "'episode': one growing conversation per episode (one SFT sample); 'per_step': a fresh "
-            "prompt every turn (the trace keeps the last turn).",
-            "choices": list(LAYOUTS),
-        },
     )
     resume: bool = field(
         default=True,
@@ -332,41 +314,52 @@ class CollectConfig:
         default=None, metadata={"help": "The Hub dataset to push to, e.g. your-name/web-agent-traces."}
     )
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub dataset private."})
-    env: str = field(
-        default="browsergym",
+    tokenizer: str | None = field(
+        default=None,
         metadata={
-            "help": "Environment: 'browsergym' (MiniWoB++ in Chromium) or 'text' (the text world, for tests).",
-            "choices": list(ENVIRONMENTS),
+            "help": "The student's tokenizer (model name or path): it measures --web_max_page_tokens, so that the "
+            "traces show the pages the student will see. Needed only with --web_max_page_tokens."
         },
     )
-    view: str = field(
-        default="axtree", metadata={"help": "Page view in prompts: 'axtree' or 'html'.", "choices": ["axtree", "html"]}
-    )
-    max_page_chars: int | None = field(
-        default=8000, metadata={"help": "Character budget of the page in each prompt (as in the student's training)."}
-    )
-    history: int = field(default=3, metadata={"help": "per_step layout: how many previous actions the prompt shows."})
-    error_feedback: bool = field(default=True, metadata={"help": "Show the last action's error in the prompt."})
-    actions: list[str] | None = field(
-        default=None,
-        metadata={"help": "Allowed actions (names or groups) in the system prompt (default set if unset)."},
-    )
-    step_timeout: float = field(default=30.0, metadata={"help": "Seconds one environment step may take."})
     shard_size: int = field(default=1000, metadata={"help": "Rows per shard file at most."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
+    # The names these options had before they were shared with training (hidden from --help; they still work).
+    env: str | None = field(default=None, metadata=HIDDEN)
+    num_workers: int | None = field(default=None, metadata=HIDDEN)
+    max_steps: int | None = field(default=None, metadata=HIDDEN)
+    layout: str | None = field(default=None, metadata=HIDDEN)
+    view: str | None = field(default=None, metadata=HIDDEN)
+    max_page_chars: int | None = field(default=None, metadata=HIDDEN)
+    history: int | None = field(default=None, metadata=HIDDEN)
+    error_feedback: bool | None = field(default=None, metadata=HIDDEN)
+    actions: list[str] | None = field(default=None, metadata=HIDDEN)
+    step_timeout: float | None = field(default=None, metadata=HIDDEN)
+
+    _renamed: ClassVar[dict[str, str]] = {
+        **WebConfig._renamed,
+        **{
+            old: f"web_{old}"
+            for old in ("env", "num_workers", "layout", "view", "max_page_chars", "history")
+            + ("error_feedback", "actions", "step_timeout")
+        },
+        "max_steps": "web_max_turns",
+    }
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.teacher not in TEACHER_KINDS:
             raise ValueError(f"teacher must be one of {TEACHER_KINDS}, not {self.teacher!r}.")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, not {self.layout!r}.")
-        if self.env not in ENVIRONMENTS:
-            raise ValueError(f"env must be one of {ENVIRONMENTS}, not {self.env!r}.")
         if self.teacher in ("openai", "transformers") and not self.teacher_model:
             what = "the served model's name" if self.teacher == "openai" else "a model path or Hub id"
             raise ValueError(f"--teacher {self.teacher} needs --teacher_model ({what}).")
         if self.push_to_hub and not self.hub_dataset_id:
             raise ValueError("--push_to_hub needs --hub_dataset_id (e.g. your-name/web-agent-traces).")
+        if self.web_max_page_tokens is not None and not self.tokenizer:
+            raise ValueError(
+                "--web_max_page_tokens counts the page in the student's tokens: give --tokenizer (the student's "
+                "model name or path), or use --web_max_page_chars."
+            )
         self.seed_list()  # fail early on a bad --seeds
 
     def seed_list(self) -> list[int]:
@@ -394,22 +387,6 @@ class CollectConfig:
             else:
                 raise ValueError(f"--seeds {text!r}: expected a count (20), seeds (3 4 5) or a range (3-22).")
         return list(dict.fromkeys(seeds))
-
-    def prompt_config(self) -> PromptConfig:
-        return PromptConfig(
-            view=self.view,  # type: ignore[arg-type]
-            max_page_chars=self.max_page_chars,
-            history=self.history,
-            error_feedback=self.error_feedback,
-            actions=tuple(self.actions) if self.actions else None,
-        )
-
-    def env_factory(self) -> Callable[[], Any]:
-        """A picklable factory of one environment (the pool's workers build it)."""
-        from sec_rl.web.env import BrowserGymEnvironment, TextEnvironment
-
-        cls = BrowserGymEnvironment if self.env == "browsergym" else TextEnvironment
-        return functools.partial(cls, **({"actions": list(self.actions)} if self.actions else {}))
 
 
 def make_teacher(config: CollectConfig) -> Any:
@@ -441,7 +418,7 @@ def default_tasks(config: CollectConfig, teacher: Any = None) -> list[str]:
     """The tasks to collect on when none are given (see ``CollectConfig.tasks``)."""
     if config.tasks:
         return list(config.tasks)
-    if config.env == "text":
+    if config.web_env == "text":
         from sec_rl.web.env import TextEnvironment
 
         return list(TextEnvironment.TASKS)
@@ -504,13 +481,20 @@ def _run_collection(config: CollectConfig) -> CollectSummary:
             teacher,
             goals,
             config.output_dir,
-            num_workers=config.num_workers,
-            max_steps=config.max_steps,
-            prompt=config.prompt_config(),
-            layout=config.layout,  # type: ignore[arg-type]
-            env_factory=config.env_factory(),
+            config,
+            tokenizer=_student_tokenizer(config.tokenizer),
             resume=config.resume,
             shard_size=config.shard_size,
             progress=config.progress,
-            step_timeout=config.step_timeout,
         )
+
+
+def _student_tokenizer(name: str | None) -> Any:
+    """The tokenizer ``--tokenizer`` names (a packaged-model name, a path or a Hub id), or None."""
+    if not name:
+        return None
+    from transformers import AutoTokenizer
+
+    from sec_rl.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(name))

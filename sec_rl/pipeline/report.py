@@ -8,7 +8,8 @@ the teacher) on two held-out sets of MiniWoB++ (see :mod:`sec_rl.web.tasks`):
 
 :func:`evaluate_stages` runs :func:`sec_rl.web.evaluate.evaluate` for every stage and both sets. A stage is an
 agent (anything ``evaluate`` accepts: a callable, an ``act_batch`` object, a Teacher) or a saved model (a folder
-or Hub name), loaded into a greedy :class:`~sec_rl.web.evaluate.ModelAgent`. Evaluating a 70B teacher or a
+or Hub name), loaded into a greedy :class:`~sec_rl.web.policies.ModelAgent` and prompted as in training (the
+same :class:`~sec_rl.web.config.WebConfig` and chat template kwargs). Evaluating a 70B teacher or a
 student on 400+ episodes takes long, so each stage's results are written as soon as each set is done
 (``<output_dir>/<stage>.json``, holding ``EvalReport.to_dict()``) and a rerun skips what is saved; ``force``
 evaluates again. :class:`StageReport` holds the overall success rates with their intervals and renders the
@@ -17,6 +18,7 @@ markdown table and a grouped bar plot.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -27,10 +29,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sec_rl.web.config import WebConfig
 from sec_rl.web.evaluate import EvalReport, TaskScore, evaluate
 from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS, HELDOUT_TASK_SEEDS, HELDOUT_TASKS, TRAIN_TASKS
+
+if TYPE_CHECKING:
+    from sec_rl.web.pool import EnvironmentPool
 
 __all__ = [
     "REPORT_FILE",
@@ -51,8 +57,6 @@ REPORT_FILE = "report.json"
 TABLE_FILE = "table.md"
 _STAGE_FORMAT = "sec_rl.stage_eval/1"
 _REPORT_FORMAT = "sec_rl.stage_report/1"
-# Environment options that belong to the pool, shared by every stage and set (one browser start-up, not eight).
-_POOL_OPTIONS = ("env_factory", "step_timeout", "episode_timeout")
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -324,13 +328,22 @@ def _source(agent: Any) -> str:
     return str(getattr(agent, "name", None) or type(agent).__name__)
 
 
-def _load_model_agent(path: str, *, temperature: float, max_new_tokens: int, batch_size: int, device: str | None):
-    """A saved model (folder or Hub name) as a :class:`ModelAgent`: greedy unless ``temperature`` > 0."""
+def _load_model_agent(
+    path: str,
+    *,
+    temperature: float,
+    max_new_tokens: int,
+    batch_size: int,
+    device: str | None,
+    chat_template_kwargs: dict[str, Any] | None,
+) -> Any:
+    """A saved model (folder or Hub name) as a :class:`~sec_rl.web.policies.ModelAgent`: greedy unless
+    ``temperature`` > 0, prompted with the training's chat template kwargs."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sec_rl.models import resolve_model
-    from sec_rl.web.evaluate import ModelAgent
+    from sec_rl.web.policies import ModelAgent
 
     path = resolve_model(path)  # a packaged-model name (smollm2-135m) -> its folder
     try:
@@ -343,7 +356,14 @@ def _load_model_agent(path: str, *, temperature: float, max_new_tokens: int, bat
         ) from error
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
-    return ModelAgent(model, tokenizer, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return ModelAgent(
+        model,
+        tokenizer,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        chat_template_kwargs=chat_template_kwargs,
+    )
 
 
 def _check_agent(name: str, agent: Any) -> None:
@@ -351,7 +371,7 @@ def _check_agent(name: str, agent: Any) -> None:
         if not str(agent):
             raise ValueError(f"stage {name!r}: the model path is empty.")
         return
-    if not (callable(agent) or callable(getattr(agent, "act_batch", None))):
+    if not (callable(agent) or callable(getattr(agent, "act_batch", None)) or callable(getattr(agent, "act", None))):
         raise TypeError(
             f"stage {name!r} is a {type(agent).__name__}: give a model path, a callable messages -> text, or an "
             "object with act_batch() (a ModelAgent or a Teacher)."
@@ -359,41 +379,8 @@ def _check_agent(name: str, agent: Any) -> None:
 
 
 # -- the evaluation --------------------------------------------------------------------------------
-def evaluate_stages(
-    stages: Mapping[str, Any],
-    *,
-    goal_tasks: Iterable[str] | None = None,
-    task_tasks: Iterable[str] | None = None,
-    goal_seeds: Iterable[int] = HELDOUT_GOAL_SEEDS,
-    task_seeds: Iterable[int] = HELDOUT_TASK_SEEDS,
-    output_dir: str | os.PathLike[str] = "outputs/eval",
-    num_workers: int = 4,
-    max_steps: int = 10,
-    force: bool = False,
-    temperature: float = 0.0,
-    max_new_tokens: int = 128,
-    batch_size: int = 16,
-    device: str | None = None,
-    **evaluate_kwargs: Any,
-) -> StageReport:
-    """Evaluate every stage on the held-out goals and tasks; resumable, one JSON file per stage.
-
-    Args:
-        stages: stage name -> a model path (folder or Hub name: loaded into a :class:`ModelAgent`, freed after
-            its stage) or an agent used as is. Rows of the table, in this order.
-        goal_tasks, goal_seeds: the held-out goals (default: the 99 training tasks, seeds 0-2). ``[]`` skips them.
-        task_tasks, task_seeds: the held-out tasks (default: the 23 held-out tasks, seeds 0-9). ``[]`` skips them.
-        output_dir: ``<stage>.json`` per stage (written after each set), ``report.json`` and ``table.md``.
-        num_workers: parallel environments, one pool shared by every stage.
-        max_steps: actions per episode before it counts as a failure.
-        force: evaluate again stages whose results are saved (else they are read back, not re-run).
-        temperature, max_new_tokens, batch_size, device: decoding of the stages given as model paths.
-        evaluate_kwargs: passed to :func:`sec_rl.web.evaluate.evaluate` (``prompt``, ``layout``, ``retries``,
-            the bootstrap's ``n_resamples``/``confidence``/``seed``, ...); ``env_factory``, ``step_timeout``
-            and ``episode_timeout`` build the shared pool, or pass your own ``pool`` (left open).
-    """
-    from sec_rl.web.pool import EnvironmentPool
-
+def _stage_files(stages: Mapping[str, Any], output_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Each stage's results file, once every stage is checked to be something that can be evaluated."""
     if not stages:
         raise ValueError("no stage to evaluate: pass {name: model path or agent}, e.g. {'sft': 'outputs/sft'}.")
     for name, agent in stages.items():
@@ -402,7 +389,16 @@ def evaluate_stages(
     clashes = sorted({f.name for f in files.values() if list(files.values()).count(f) > 1})
     if clashes:
         raise ValueError(f"stage names map to the same file(s) {clashes}: give the stages more distinct names.")
+    return files
 
+
+def _held_out_sets(
+    goal_tasks: Iterable[str] | None,
+    goal_seeds: Iterable[int],
+    task_tasks: Iterable[str] | None,
+    task_seeds: Iterable[int],
+) -> dict[str, tuple[list[str], list[int]]]:
+    """The held-out sets to evaluate (key of :data:`SPLITS` -> tasks, seeds); an empty task list skips a set."""
     sets = {
         "goals": (list(TRAIN_TASKS if goal_tasks is None else goal_tasks), [int(s) for s in goal_seeds]),
         "tasks": (list(HELDOUT_TASKS if task_tasks is None else task_tasks), [int(s) for s in task_seeds]),
@@ -420,107 +416,177 @@ def evaluate_stages(
                 f"tasks {shared} are both trained-on (held-out goals) and held out (held-out tasks): a held-out "
                 "task must not be among goal_tasks."
             )
+    return sets
 
-    pool = evaluate_kwargs.pop("pool", None)
-    pool_options = {key: evaluate_kwargs.pop(key) for key in _POOL_OPTIONS if key in evaluate_kwargs}
-    own_pool: EnvironmentPool | None = None
-    confidence = float(evaluate_kwargs.get("confidence", 0.95))
-    results: dict[str, StageResult] = {}
 
-    def get_pool() -> EnvironmentPool:
-        nonlocal own_pool
-        if pool is not None:
-            return pool
-        if own_pool is None:
-            factory: Callable[[], Any] | None = pool_options.get("env_factory")
-            if factory is None:
-                from sec_rl.web.env import BrowserGymEnvironment
+def _saved_set_stands(
+    saved: Mapping[str, Any] | None, stage: str, split: str, tasks: list[str], seeds: list[int], file: Path
+) -> bool:
+    """Whether a set's saved results are kept: yes if they cover these tasks and seeds; no if there are none or
+    every saved episode was an environment error (the browser was down); an error if they cover others."""
+    if saved is None:
+        return False
+    if _nothing_measured(saved):
+        logger.warning(
+            "stage %r, %s: every saved episode was an environment error; evaluating again", stage, SPLITS[split]
+        )
+        return False
+    if sorted(saved["tasks"]) == sorted(tasks) and sorted(saved["seeds"]) == sorted(seeds):
+        logger.info("stage %r, %s: saved in %s, not evaluated again", stage, SPLITS[split], file)
+        return True
+    raise ValueError(
+        f"{file} holds stage {stage!r}'s {SPLITS[split]} on other tasks or seeds "
+        f"({len(saved['tasks'])} tasks, seeds {saved['seeds']}; now {len(tasks)} tasks, seeds {seeds}): "
+        "pass force=True (--force) to evaluate again, or use another output_dir."
+    )
 
-                factory = BrowserGymEnvironment
-            largest = max(len(tasks) * len(seeds) for tasks, seeds in sets.values())
-            own_pool = EnvironmentPool(
-                factory,
-                max(1, min(num_workers, largest)),
-                step_timeout=pool_options.get("step_timeout", 30.0),
-                episode_timeout=pool_options.get("episode_timeout"),
+
+class _SharedPool:
+    """The environments of every stage and set (one browser start-up, not eight), started on first use: a
+    resumed evaluation whose results are all saved starts none. A pool given by the caller is used and left open."""
+
+    def __init__(self, web: WebConfig, episodes: int, given: EnvironmentPool | None = None):
+        self.web, self.episodes = web, episodes
+        self.given, self.own = given, None
+
+    def get(self) -> EnvironmentPool:
+        if self.given is not None:
+            return self.given
+        if self.own is None:
+            self.own = self.web.make_pool(self.episodes)
+        return self.own
+
+    def close(self) -> None:
+        if self.own is not None:
+            self.own.close()
+
+
+def _evaluate_stage(
+    name: str,
+    stage: Any,
+    file: Path,
+    sets: Mapping[str, tuple[list[str], list[int]]],
+    *,
+    force: bool,
+    load_agent: Callable[[str], Any],
+    evaluate_set: Callable[[Any, list[str], list[int]], EvalReport],
+    environment: dict[str, Any],
+) -> StageResult:
+    """One stage on every set not saved yet, its file rewritten after each set (a crash keeps the sets done)."""
+    saved = None if force else _read_stage_file(file, name)
+    data = saved or {"format": _STAGE_FORMAT, "stage": name, "source": _source(stage), "splits": {}}
+    agent = None
+    for split, (tasks, seeds) in sets.items():
+        if _saved_set_stands(data["splits"].get(split), name, split, tasks, seeds, file):
+            continue
+        if agent is None:  # a model is loaded only when one of its sets is to be evaluated
+            agent = load_agent(str(stage)) if isinstance(stage, str | os.PathLike) else stage
+        logger.info("stage %r: %s, %d tasks x %d seeds", name, SPLITS[split], len(tasks), len(seeds))
+        started = time.perf_counter()
+        report = evaluate_set(agent, tasks, seeds)
+        data["splits"][split] = {
+            "tasks": tasks,
+            "seeds": seeds,
+            "seconds": time.perf_counter() - started,
+            "report": report.to_dict(),
+        }
+        data["finished_at"] = time.time()
+        data["environment"] = environment
+        _write_json(file, data)
+        if report.overall.env_errors:
+            logger.warning(
+                "stage %r, %s: %d episode(s) lost to environment errors (left out of the success rate)",
+                name,
+                SPLITS[split],
+                report.overall.env_errors,
             )
-        return own_pool
+    if isinstance(stage, str | os.PathLike) and agent is not None:
+        agent = None  # free the model before the next stage loads its own
+        gc.collect()
+    return _result_from_file(data, sets)
+
+
+def evaluate_stages(
+    stages: Mapping[str, Any],
+    web: WebConfig | None = None,
+    *,
+    goal_tasks: Iterable[str] | None = None,
+    task_tasks: Iterable[str] | None = None,
+    goal_seeds: Iterable[int] = HELDOUT_GOAL_SEEDS,
+    task_seeds: Iterable[int] = HELDOUT_TASK_SEEDS,
+    output_dir: str | os.PathLike[str] = "outputs/eval",
+    force: bool = False,
+    temperature: float = 0.0,
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    device: str | None = None,
+    chat_template_kwargs: dict[str, Any] | None = None,
+    pool: EnvironmentPool | None = None,
+    retries: int = 1,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> StageReport:
+    """Evaluate every stage on the held-out goals and tasks; resumable, one JSON file per stage.
+
+    Args:
+        stages: stage name -> a model path (folder or Hub name: loaded into a
+            :class:`~sec_rl.web.policies.ModelAgent`, freed after its stage) or an agent used as is. Rows of the
+            table, in this order.
+        web: the web settings (environment, workers, timeouts, ``web_max_turns``, ``web_layout``, prompt): the
+            students' training settings, so that they are prompted as they were trained. Default: WebConfig().
+        goal_tasks: tasks of the held-out goals (default: the 99 training tasks). ``[]`` skips the held-out goals.
+        task_tasks: the held-out tasks (default: the 23 of the split). ``[]`` skips them.
+        goal_seeds: seeds of the held-out goals (default: 0-2).
+        task_seeds: seeds of the held-out tasks (default: 0-9).
+        output_dir: ``<stage>.json`` per stage (written after each set), ``report.json`` and ``table.md``.
+        force: evaluate again stages whose results are saved (else they are read back, not re-run).
+        temperature: decoding temperature of the stages given as model paths (0: greedy).
+        max_new_tokens: their tokens per turn.
+        batch_size: their contexts per ``generate`` call.
+        device: where their models run (default: CUDA when available).
+        chat_template_kwargs: the chat template's extra arguments, as in training (``chat_template_kwargs``).
+        pool: environments to use (left open); by default one pool is built from ``web`` and shared by every stage.
+        retries: attempts after an environment error before an episode is reported as one.
+        n_resamples: bootstrap resamples.
+        confidence: level of the bootstrap intervals.
+        seed: the bootstrap's random seed.
+    """
+    web = web or WebConfig()
+    files = _stage_files(stages, output_dir)
+    sets = _held_out_sets(goal_tasks, goal_seeds, task_tasks, task_seeds)
+    shared = _SharedPool(web, max(len(tasks) * len(seeds) for tasks, seeds in sets.values()), pool)
+    load_agent = functools.partial(
+        _load_model_agent,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        chat_template_kwargs=chat_template_kwargs,
+    )
+
+    def evaluate_set(agent: Any, tasks: list[str], seeds: list[int]) -> EvalReport:
+        bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+        return evaluate(agent, tasks, seeds, web, pool=shared.get(), retries=retries, **bootstrap)
 
     from sec_rl.provenance import environment_info
 
     environment = environment_info()  # recorded in every stage file: its numbers depend on it
+    results: dict[str, StageResult] = {}
     try:
         for name, stage in stages.items():
-            file = files[name]
-            saved = None if force else _read_stage_file(file, name)
-            data = saved or {"format": _STAGE_FORMAT, "stage": name, "source": _source(stage), "splits": {}}
-            if force:
-                data["splits"] = {}
-            agent = None
-            for split, (tasks, seeds) in sets.items():
-                done = data["splits"].get(split)
-                if done is not None and _nothing_measured(done):
-                    logger.warning(
-                        "stage %r, %s: every saved episode was an environment error; evaluating again",
-                        name,
-                        SPLITS[split],
-                    )
-                    done = None
-                if done is not None:
-                    if sorted(done["tasks"]) == sorted(tasks) and sorted(done["seeds"]) == sorted(seeds):
-                        logger.info("stage %r, %s: saved in %s, not evaluated again", name, SPLITS[split], file)
-                        continue
-                    raise ValueError(
-                        f"{file} holds stage {name!r}'s {SPLITS[split]} on other tasks or seeds "
-                        f"({len(done['tasks'])} tasks, seeds {done['seeds']}; now {len(tasks)} tasks, seeds {seeds}): "
-                        "pass force=True (--force) to evaluate again, or use another output_dir."
-                    )
-                if agent is None:
-                    agent = (
-                        _load_model_agent(
-                            str(stage),
-                            temperature=temperature,
-                            max_new_tokens=max_new_tokens,
-                            batch_size=batch_size,
-                            device=device,
-                        )
-                        if isinstance(stage, str | os.PathLike)
-                        else stage
-                    )
-                logger.info("stage %r: %s, %d tasks x %d seeds", name, SPLITS[split], len(tasks), len(seeds))
-                started = time.perf_counter()
-                report: EvalReport = evaluate(
-                    agent,
-                    tasks,
-                    seeds,
-                    num_workers=num_workers,
-                    max_steps=max_steps,
-                    pool=get_pool(),
-                    **evaluate_kwargs,
-                )
-                data["splits"][split] = {
-                    "tasks": tasks,
-                    "seeds": seeds,
-                    "seconds": time.perf_counter() - started,
-                    "report": report.to_dict(),
-                }
-                data["finished_at"] = time.time()
-                data["environment"] = environment
-                _write_json(file, data)
-                if report.overall.env_errors:
-                    logger.warning(
-                        "stage %r, %s: %d episode(s) lost to environment errors (left out of the success rate)",
-                        name,
-                        SPLITS[split],
-                        report.overall.env_errors,
-                    )
-            if isinstance(stage, str | os.PathLike) and agent is not None:
-                del agent  # free the model before the next stage loads its own
-                gc.collect()
-            results[name] = _result_from_file(data, sets)
+            results[name] = _evaluate_stage(
+                name,
+                stage,
+                files[name],
+                sets,
+                force=force,
+                load_agent=load_agent,
+                evaluate_set=evaluate_set,
+                environment=environment,
+            )
     finally:
-        if own_pool is not None:
-            own_pool.close()
+        shared.close()
 
     stage_report = StageReport(results, confidence)
     stage_report.save(Path(output_dir) / REPORT_FILE)

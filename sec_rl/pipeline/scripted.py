@@ -29,8 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sec_rl.pipeline.teachers import Messages, Reply, Teacher
+from sec_rl.pipeline.teachers import Teacher
 from sec_rl.web.actions import InvalidActionError, parse_action
+from sec_rl.web.observation import Messages
+from sec_rl.web.policies import Reply
 
 __all__ = [
     "SOLVERS",
@@ -38,7 +40,7 @@ __all__ = [
     "AXPage",
     "PageParseError",
     "ScriptedTeacher",
-    "Step",
+    "Move",
     "TaskUnsolvableError",
     "Turn",
     "read_turn",
@@ -256,7 +258,7 @@ def read_turn(messages: Messages) -> Turn:
 
 # -- actions ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Step:
+class Move:
     """A solver's answer: why, and the action (canonical code, as :func:`parse_action` prints it)."""
 
     thought: str
@@ -267,16 +269,16 @@ class Step:
         return f"Thought: {self.thought}\nAction: {self.action}"
 
 
-def _click(node: AXNode, why: str) -> Step:
-    return Step(why, f"click({node.bid!r})")
+def _click(node: AXNode, why: str) -> Move:
+    return Move(why, f"click({node.bid!r})")
 
 
-def _fill(node: AXNode, value: str, why: str) -> Step:
-    return Step(why, f"fill({node.bid!r}, {value!r})")
+def _fill(node: AXNode, value: str, why: str) -> Move:
+    return Move(why, f"fill({node.bid!r}, {value!r})")
 
 
-def _select(node: AXNode, options: str | list[str], why: str) -> Step:
-    return Step(why, f"select_option({node.bid!r}, {options!r})")
+def _select(node: AXNode, options: str | list[str], why: str) -> Move:
+    return Move(why, f"select_option({node.bid!r}, {options!r})")
 
 
 T = TypeVar("T")
@@ -305,11 +307,11 @@ def _quoted(goal: str) -> list[str]:
     return re.findall(r'"([^"]*)"', goal)
 
 
-def _submit(page: AXPage, name: str = "Submit") -> Step:
+def _submit(page: AXPage, name: str = "Submit") -> Move:
     return _click(page.one("button", name), f"everything is filled in: I press {name}.")
 
 
-def _fill_then_submit(page: AXPage, fields: Sequence[tuple[AXNode, str, str]], button: str = "Submit") -> Step:
+def _fill_then_submit(page: AXPage, fields: Sequence[tuple[AXNode, str, str]], button: str = "Submit") -> Move:
     """Fill each (field, value, label) whose shown value differs, then press ``button``."""
     for node, value, label in fields:
         if not _shows(node, value):
@@ -325,7 +327,7 @@ def _shows(node: AXNode, value: str) -> bool:
     return bool(value) and shown == "\u2022" * len(value)
 
 
-def _plan_next(turn: Turn, plan: Sequence[Step]) -> Step:
+def _plan_next(turn: Turn, plan: Sequence[Move]) -> Move:
     """The step after the last action taken, for pages that do not show their progress (a fixed plan)."""
     actions = [step.action for step in plan]
     if turn.last_action in actions:
@@ -335,7 +337,7 @@ def _plan_next(turn: Turn, plan: Sequence[Step]) -> Step:
 
 
 # -- solvers ---------------------------------------------------------------------------------------
-Solver = Callable[[Turn], Step]
+Solver = Callable[[Turn], Move]
 SOLVERS: dict[str, Solver] = {}
 
 
@@ -349,12 +351,12 @@ def _solver(*tasks: str) -> Callable[[Solver], Solver]:
 
 
 @_solver("click-test")
-def _click_test(turn: Turn) -> Step:
+def _click_test(turn: Turn) -> Move:
     return _click(turn.page.one("button"), "there is one button: I click it.")
 
 
 @_solver("click-test-2", "click-test-transfer")
-def _click_named_button(turn: Turn) -> Step:
+def _click_named_button(turn: Turn) -> Move:
     match = re.search(r"Click button (\S+?)\.?$", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no button")
@@ -363,7 +365,7 @@ def _click_named_button(turn: Turn) -> Step:
 
 
 @_solver("click-dialog", "click-dialog-2")
-def _click_dialog(turn: Turn) -> Step:
+def _click_dialog(turn: Turn) -> Move:
     labels = _quoted(turn.goal)
     label = labels[0] if labels else "x"
     name = "Close" if label.lower() == "x" else label  # the "x" of a jQuery UI dialog is the button 'Close'
@@ -373,20 +375,20 @@ def _click_dialog(turn: Turn) -> Step:
 
 
 @_solver("click-button-sequence")
-def _click_button_sequence(turn: Turn) -> Step:
+def _click_button_sequence(turn: Turn) -> Move:
     one, two = turn.page.one("button", "ONE"), turn.page.one("button", "TWO")
     plan = [_click(one, f"first button ONE (bid {one.bid})."), _click(two, f"ONE is done: now TWO (bid {two.bid}).")]
     return _plan_next(turn, plan)
 
 
 @_solver("focus-text-2")
-def _focus_text(turn: Turn) -> Step:
+def _focus_text(turn: Turn) -> Move:
     box = _nth(turn.page.find("textbox"), _ordinal(turn.goal, r"input"), "textboxes")
     return _click(box, f"the textbox at that position has bid {box.bid}: clicking it gives it the focus.")
 
 
 @_solver("enter-text", "enter-text-dynamic")
-def _enter_text(turn: Turn) -> Step:
+def _enter_text(turn: Turn) -> Move:
     text = _quoted(turn.goal)
     if not text:
         raise TaskUnsolvableError("the goal quotes no text to enter")
@@ -394,7 +396,7 @@ def _enter_text(turn: Turn) -> Step:
 
 
 @_solver("click-tab")
-def _click_tab(turn: Turn) -> Step:
+def _click_tab(turn: Turn) -> Move:
     match = re.search(r"Tab #\d+", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no tab")
@@ -404,7 +406,7 @@ def _click_tab(turn: Turn) -> Step:
 
 
 @_solver("choose-list")
-def _choose_list(turn: Turn) -> Step:
+def _choose_list(turn: Turn) -> Move:
     match = re.search(r"Select (.+) from the list", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no list item")
@@ -426,7 +428,7 @@ def _labelled_field(page: AXPage, label: str, role: str | tuple[str, ...] = "tex
 
 
 @_solver("login-user", "login-user-popup")
-def _login_user(turn: Turn) -> Step:
+def _login_user(turn: Turn) -> Move:
     page = turn.page
     if any("Exit to home page" in n.name for n in page.nodes):  # login-user-popup's interruption
         return _click(page.find("button", "Cancel")[-1], "a popup asks to leave the page: I cancel it.")
@@ -443,7 +445,7 @@ def _login_user(turn: Turn) -> Step:
 
 
 @_solver("click-checkboxes-transfer")
-def _click_checkboxes(turn: Turn) -> Step:
+def _click_checkboxes(turn: Turn) -> Move:
     match = re.search(r"^Select (.*) and click Submit", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no words to select")
@@ -461,7 +463,7 @@ def _click_checkboxes(turn: Turn) -> Step:
 
 
 @_solver("copy-paste", "copy-paste-2")
-def _copy_paste(turn: Turn) -> Step:
+def _copy_paste(turn: Turn) -> Move:
     boxes = turn.page.find("textbox")
     if len(boxes) < 2:
         raise TaskUnsolvableError("the page needs a text area and a text input")
@@ -489,7 +491,7 @@ def _alnum(word: str) -> str:
 
 
 @_solver("find-word")
-def _find_word(turn: Turn) -> Step:
+def _find_word(turn: Turn) -> Move:
     paragraph = turn.page.one("paragraph")
     words = " ".join(n.name for n in turn.page.texts(paragraph.index, None) if n.depth > paragraph.depth).split()
     word = _alnum(_nth(words, _ordinal(turn.goal, "word"), "words"))
@@ -497,7 +499,7 @@ def _find_word(turn: Turn) -> Step:
 
 
 @_solver("scroll-text")
-def _scroll_text(turn: Turn) -> Step:
+def _scroll_text(turn: Turn) -> Move:
     boxes = turn.page.find("textbox")
     if len(boxes) < 2 or not (boxes[0].value or "").split():
         raise TaskUnsolvableError("the page shows no text area with text")
@@ -506,7 +508,7 @@ def _scroll_text(turn: Turn) -> Step:
 
 
 @_solver("simple-algebra")
-def _simple_algebra(turn: Turn) -> Step:
+def _simple_algebra(turn: Turn) -> Move:
     equation = next((n.name for n in turn.page.texts() if "=" in n.name and re.search(r"\d", n.name)), "")
     match = re.fullmatch(r"\s*(x|-?\d+)\s*([+-])\s*(x|-?\d+)\s*=\s*(-?\d+)\s*", equation)
     if match is None or (match.group(1) == "x") == (match.group(3) == "x"):
@@ -520,7 +522,7 @@ def _simple_algebra(turn: Turn) -> Step:
 
 
 @_solver("odd-or-even")
-def _odd_or_even(turn: Turn) -> Step:
+def _odd_or_even(turn: Turn) -> Move:
     nodes, plan = turn.page.nodes, []
     for i, node in enumerate(nodes):
         if node.role == "StaticText" and re.fullmatch(r"-?\d+", node.name.strip()):
@@ -537,7 +539,7 @@ def _odd_or_even(turn: Turn) -> Step:
 
 
 @_solver("read-table")
-def _read_table(turn: Turn) -> Step:
+def _read_table(turn: Turn) -> Move:
     match = re.search(r"value of (.+?) into", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no table row")
@@ -555,7 +557,7 @@ def _table_value(page: AXPage, label: str) -> str:
 
 
 @_solver("read-table-2")
-def _read_table_2(turn: Turn) -> Step:
+def _read_table_2(turn: Turn) -> Move:
     page, fields = turn.page, []
     for node in page.nodes:
         if node.role == "StaticText" and node.name.strip().endswith(":") and page.parent(node) is not None:
@@ -569,7 +571,7 @@ def _read_table_2(turn: Turn) -> Step:
 
 
 @_solver("form-sequence-2")
-def _form_sequence_2(turn: Turn) -> Step:
+def _form_sequence_2(turn: Turn) -> Move:
     number = _quoted(turn.goal)
     if not number:
         raise TaskUnsolvableError("the goal quotes no number")
@@ -581,7 +583,7 @@ def _form_sequence_2(turn: Turn) -> Step:
 
 
 @_solver("enter-date")
-def _enter_date(turn: Turn) -> Step:
+def _enter_date(turn: Turn) -> Move:
     match = re.search(r"(\d{2})/(\d{2})/(\d{4})", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal holds no date mm/dd/yyyy")
@@ -591,7 +593,7 @@ def _enter_date(turn: Turn) -> Step:
 
 
 @_solver("enter-time")
-def _enter_time(turn: Turn) -> Step:
+def _enter_time(turn: Turn) -> Move:
     match = re.search(r"(\d{1,2}):(\d{2})\s*([AP]M)", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal holds no time h:mm AM/PM")
@@ -602,7 +604,7 @@ def _enter_time(turn: Turn) -> Step:
 
 
 @_solver("click-collapsible-nodelay")
-def _click_collapsible(turn: Turn) -> Step:
+def _click_collapsible(turn: Turn) -> Move:
     section = next((t for t in turn.page.find("tab") if t.name.startswith("Section")), None)
     if section is not None and not section.flag("expanded"):
         return _click(section, f"the section header {section.name!r} (bid {section.bid}) is collapsed: I expand it.")
@@ -610,7 +612,7 @@ def _click_collapsible(turn: Turn) -> Step:
 
 
 @_solver("use-spinner")
-def _use_spinner(turn: Turn) -> Step:
+def _use_spinner(turn: Turn) -> Move:
     match = re.search(r"Select (-?\d+) with the spinner", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no value for the spinner")
@@ -618,7 +620,7 @@ def _use_spinner(turn: Turn) -> Step:
 
 
 @_solver("text-transform")
-def _text_transform(turn: Turn) -> Step:
+def _text_transform(turn: Turn) -> Move:
     box = turn.page.one("textbox")
     text = "".join(n.name.strip() for n in turn.page.texts(1, box.index) if n.depth <= box.depth)
     if not text:
@@ -627,7 +629,7 @@ def _text_transform(turn: Turn) -> Step:
 
 
 @_solver("click-scroll-list")
-def _click_scroll_list(turn: Turn) -> Step:
+def _click_scroll_list(turn: Turn) -> Move:
     match = re.search(r"Select (.+) from the scroll list", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no items")
@@ -651,7 +653,7 @@ def _meets(goal: str, number: int) -> bool:
 
 
 @_solver("generate-number")
-def _generate_number(turn: Turn) -> Step:
+def _generate_number(turn: Turn) -> Move:
     generate = turn.page.one("button", "Generate")
     shown = [n.name.strip() for n in turn.page.texts(1, generate.index)]
     number = int(shown[-1]) if shown and re.fullmatch(r"-?\d+", shown[-1]) else None
@@ -663,7 +665,7 @@ def _generate_number(turn: Turn) -> Step:
 
 
 @_solver("phone-book")
-def _phone_book(turn: Turn) -> Step:
+def _phone_book(turn: Turn) -> Move:
     match = re.search(r"Find (.+?) in the contact book and click on their (phone|email|address)", turn.goal)
     if match is None:
         raise TaskUnsolvableError("the goal names no contact and property")
@@ -680,29 +682,29 @@ def _phone_book(turn: Turn) -> Step:
 
 
 # -- the teacher -----------------------------------------------------------------------------------
-def solve(messages: Messages, solvers: dict[str, Solver] | None = None) -> Step:
+def solve(messages: Messages, solvers: dict[str, Solver] | None = None) -> Move:
     """The next step for one conversation; a ``noop()`` step with the reason when there is none."""
     solvers = SOLVERS if solvers is None else solvers
     try:
         turn = read_turn(messages)
     except PageParseError as error:
-        return Step(f"I cannot read this page ({error}), so I wait.", "noop()")
+        return Move(f"I cannot read this page ({error}), so I wait.", "noop()")
     task = turn.page.task
     solver = solvers.get(task or "")
     if solver is None:
         known = "an unknown task" if task is None else f"task {task!r}"
-        return Step(f"I have no script for {known}, so I wait.", "noop()")
+        return Move(f"I have no script for {known}, so I wait.", "noop()")
     try:
         step = solver(turn)
     except (TaskUnsolvableError, PageParseError) as error:
-        return Step(f"I cannot solve {task}: {error}. I wait.", "noop()")
+        return Move(f"I cannot solve {task}: {error}. I wait.", "noop()")
     except (ValueError, IndexError, KeyError, TypeError, AttributeError) as error:  # a page unlike any seen
-        return Step(f"my script for {task} failed on this page ({type(error).__name__}: {error}). I wait.", "noop()")
+        return Move(f"my script for {task} failed on this page ({type(error).__name__}: {error}). I wait.", "noop()")
     try:
         action = parse_action(step.action)
     except InvalidActionError as error:
-        return Step(f"my script for {task} produced an invalid action ({error}). I wait.", "noop()")
-    return Step(step.thought, str(action))
+        return Move(f"my script for {task} produced an invalid action ({error}). I wait.", "noop()")
+    return Move(step.thought, str(action))
 
 
 class ScriptedTeacher(Teacher):

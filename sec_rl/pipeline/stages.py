@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sec_rl.trainers.web_grpo import WebAgentArguments
+from sec_rl.web.config import HIDDEN, WebConfig, json_option, with_default
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -172,9 +172,11 @@ def run_grpo(args: WebGRPOArguments, training_args: SECWebGRPOConfig, model_args
 
 # -- evaluation ------------------------------------------------------------------------------------
 @dataclass
-class WebEvalArguments(WebAgentArguments):
-    """Stages to evaluate on the held-out goals and tasks; the ``web_*`` fields render prompts as in training."""
+class WebEvalArguments(WebConfig):
+    """Stages to evaluate on the held-out goals and tasks. The ``web_*`` fields and ``chat_template_kwargs`` are the
+    training's, so that a student is prompted exactly as it was trained."""
 
+    web_layout: str = with_default("web_layout", "episode")  # as the pipeline's students are trained
     stages: list[str] = field(
         default_factory=list,
         metadata={
@@ -189,13 +191,25 @@ class WebEvalArguments(WebAgentArguments):
     heldout_tasks: list[str] | None = field(
         default=None, metadata={"help": "Held-out tasks (default: the 23 of the split; [] to skip)."}
     )
-    layout: str = field(
-        default="episode",
-        metadata={"help": "Conversation layout, as the student was trained: 'episode' or 'per_step'."},
-    )
     temperature: float = field(default=0.0, metadata={"help": "Decoding temperature of the students (0: greedy)."})
     max_new_tokens: int = field(default=128, metadata={"help": "Tokens per turn (thought + action)."})
+    chat_template_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Extra arguments of the chat template, as a dict or JSON (e.g. '{\"enable_thinking\": false}'): "
+            "the training run's chat_template_kwargs."
+        },
+    )
     force: bool = field(default=False, metadata={"help": "Evaluate again stages whose results are saved."})
+    layout: str | None = field(default=None, metadata=HIDDEN)  # renamed web_layout
+
+    _renamed: ClassVar[dict[str, str]] = {**WebConfig._renamed, "layout": "web_layout"}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.chat_template_kwargs = json_option(
+            "chat_template_kwargs", self.chat_template_kwargs, '{"enable_thinking": false}'
+        )
 
 
 def parse_stages(specs: list[str]) -> dict[str, str]:
@@ -225,17 +239,14 @@ def run_evaluate(args: WebEvalArguments) -> Any:
             stages[name] = path
     report = evaluate_stages(
         stages,
+        args,
         goal_tasks=args.goal_tasks,
         task_tasks=args.heldout_tasks,
         output_dir=args.output_dir,
-        num_workers=args.web_num_workers,
-        max_steps=args.web_max_turns,
         force=args.force,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
-        env_factory=args.env_factory(),
-        prompt=args.prompt_config(),
-        layout=args.layout,
+        chat_template_kwargs=args.chat_template_kwargs,  # type: ignore[arg-type]
     )
     print(report.table())
     return report

@@ -1,10 +1,10 @@
 """Teachers: whatever writes the expert traces the student learns from by SFT.
 
 A teacher answers a batch of chat conversations (system prompt, observations, its own earlier turns)
-with one :class:`Reply` each: the text (a thought, then one action) and the tokens it cost, which
-the trace records and compute accounting turns into FLOPs. Every teacher is also an agent for
-:func:`sec_rl.web.evaluate.evaluate` (``act_batch``), so a teacher's success rate is measured the
-same way as the student's.
+with one :class:`~sec_rl.web.policies.Reply` each: the text (a thought, then one action) and the tokens it
+cost, which the trace records and compute accounting turns into FLOPs. A teacher reads chat messages: the
+episode loop asks it through a :class:`~sec_rl.web.policies.ChatPolicy`, in collection as in
+:func:`sec_rl.web.evaluate.evaluate`, so a teacher's success rate is measured the same way as the student's.
 """
 
 from __future__ import annotations
@@ -18,23 +18,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
+
+from sec_rl.web.observation import Messages
+from sec_rl.web.policies import Reply
 
 __all__ = ["Messages", "OpenAITeacher", "Reply", "Teacher", "TeacherError", "TransformersTeacher"]
 
 logger = logging.getLogger(__name__)
-
-Messages = list[dict[str, str]]
-
-
-@dataclass
-class Reply:
-    """One teacher turn: the text the environment receives, and its token counts (0 when not counted)."""
-
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 class Teacher(ABC):
@@ -54,7 +45,7 @@ class Teacher(ABC):
         """One reply per conversation, in order. A failed turn is a reply whose text holds no action."""
 
     def act_batch(self, conversations: Sequence[Messages]) -> list[str]:
-        """The agent interface of :mod:`sec_rl.web.evaluate`: texts only."""
+        """The chat-agent interface (an object with ``act_batch``): texts only."""
         return [reply.text for reply in self.generate(conversations)]
 
     def close(self) -> None:  # noqa: B027 - optional: teachers holding no resources need not override it
@@ -116,9 +107,9 @@ class OpenAITeacher(Teacher):
         concurrency: requests in flight at once.
         max_retries: retries of one request after its first attempt.
         timeout: seconds per request.
-        backoff, max_backoff: the first retry waits about ``backoff`` seconds, doubling up to ``max_backoff``
-            (each wait randomised to 50-100%, so parallel requests do not retry in lockstep; a
-            ``Retry-After`` header is honoured up to ``max_backoff``).
+        backoff: the first retry waits about ``backoff`` seconds, doubling up to ``max_backoff`` (each wait
+            randomised to 50-100%, so parallel requests do not retry in lockstep).
+        max_backoff: the longest wait between retries (a ``Retry-After`` header is honoured up to it).
         num_parameters: the served model's parameter count, for inference FLOPs (None: not counted).
         extra_body: more request fields (``top_p``, ``stop``, vLLM's ``repetition_penalty``...).
         name: recorded in traces (default: ``model``).
@@ -329,14 +320,16 @@ class OpenAITeacher(Teacher):
 class TransformersTeacher(Teacher):
     """A local ``transformers`` causal LM as a teacher (a Hub name, a folder, or a loaded model + tokenizer).
 
-    Generation is :class:`sec_rl.web.evaluate.ModelAgent`'s (batched, left-padded, over the chat template),
-    so a model scores the same whether it teaches or is evaluated; its token counts fill the replies.
+    Generation is :class:`sec_rl.web.policies.ModelAgent`'s (batched, left-padded, over the chat template),
+    so a model answers the same whether it teaches or is evaluated; its token counts fill the replies.
 
     Args:
         model: a Hub name or local path (loaded with ``AutoModelForCausalLM``), or a loaded model.
         tokenizer: required with a loaded model; loaded from ``model`` otherwise.
-        temperature, top_p, max_new_tokens, batch_size: as :class:`~sec_rl.web.evaluate.ModelAgent`;
-            temperature 0.0 (greedy), see :class:`OpenAITeacher` for why.
+        temperature: 0.0 (greedy) by default, see :class:`OpenAITeacher` for why.
+        top_p: nucleus sampling, with ``temperature`` > 0.
+        max_new_tokens: length limit of one turn.
+        batch_size: conversations per ``generate`` call.
         dtype: passed to ``from_pretrained`` when loading.
         device: where to move the model (default: where it is, CPU after loading).
         num_parameters: N for FLOPs; default the model's count without input embeddings, as
@@ -359,7 +352,7 @@ class TransformersTeacher(Teacher):
         name: str | None = None,
     ):
         from sec_rl.pipeline.compute import count_parameters
-        from sec_rl.web.evaluate import ModelAgent
+        from sec_rl.web.policies import ModelAgent
 
         if isinstance(model, str | os.PathLike):
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -396,4 +389,4 @@ class TransformersTeacher(Teacher):
 
     def generate(self, conversations: Sequence[Messages]) -> list[Reply]:
         """Batched generation; ``prompt_tokens`` without padding, ``completion_tokens`` up to the first EOS."""
-        return [Reply(g.text, g.prompt_tokens, g.completion_tokens) for g in self.agent.generate(list(conversations))]
+        return self.agent.generate(list(conversations))

@@ -27,10 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from sec_rl.web.config import LAYOUTS, Layout, check_layout
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from sec_rl.web.evaluate import EpisodeResult
+    from sec_rl.web.rollout import Episode
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -51,7 +53,6 @@ SCHEMA_VERSION = 1
 SHARD_PATTERN = "traces-{index:05d}.jsonl"
 _SHARD_RE = re.compile(r"^traces-(\d{5,})\.jsonl$")
 _ROLES = ("system", "user", "assistant")
-_LAYOUTS = ("per_step", "episode")
 DATASET_COLUMNS = ("messages", "task", "seed", "reward", "teacher", "num_steps")
 
 
@@ -89,12 +90,12 @@ class Trace:
     completion_tokens: int = 0
     env_error: bool = False
     error: str = ""
-    layout: Literal["per_step", "episode"] = "episode"
+    layout: Layout = "episode"
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
-    def from_episode(cls, episode: EpisodeResult, *, teacher: str, layout: str) -> Trace:
-        """The trace of a finished :class:`~sec_rl.web.evaluate.EpisodeResult`."""
+    def from_episode(cls, episode: Episode, *, teacher: str, layout: str) -> Trace:
+        """The trace of a finished :class:`~sec_rl.web.rollout.Episode`."""
         return cls(
             id=trace_id(episode.task, episode.seed),
             task=str(episode.task),
@@ -102,7 +103,7 @@ class Trace:
             messages=[{"role": m["role"], "content": m["content"]} for m in episode.messages],
             reward=float(episode.reward),
             success=bool(episode.success),
-            num_steps=int(episode.steps),
+            num_steps=int(episode.num_turns),
             teacher=str(teacher),
             prompt_tokens=int(episode.prompt_tokens),
             completion_tokens=int(episode.completion_tokens),
@@ -166,7 +167,7 @@ class Trace:
             isinstance(reward, int | float) and not isinstance(reward, bool) and math.isfinite(reward),
             "a finite number",
         )
-        _check(row, "layout", row["layout"] in _LAYOUTS, f"one of {_LAYOUTS}")
+        _check(row, "layout", row["layout"] in LAYOUTS, f"one of {LAYOUTS}")
         if row["id"] != trace_id(row["task"], row["seed"]):
             raise TraceFormatError(
                 f"field 'id' is {row['id']!r} but task and seed make {trace_id(row['task'], row['seed'])!r}."
@@ -215,7 +216,7 @@ class TraceWriter:
     Args:
         directory: the trace folder (created if missing).
         shard_size: rows per shard at most.
-        teacher, layout: recorded in the trace of each :class:`~sec_rl.web.evaluate.EpisodeResult` given to
+        teacher, layout: recorded in the trace of each :class:`~sec_rl.web.rollout.Episode` given to
             :meth:`write` (a :class:`Trace` is written as it is).
     """
 
@@ -225,12 +226,11 @@ class TraceWriter:
         shard_size: int = 1000,
         *,
         teacher: str = "teacher",
-        layout: Literal["per_step", "episode"] = "episode",
+        layout: Layout = "episode",
     ):
         if shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, got {shard_size}.")
-        if layout not in _LAYOUTS:
-            raise ValueError(f"layout must be one of {_LAYOUTS}, not {layout!r}.")
+        check_layout(layout)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.shard_size = shard_size
@@ -241,7 +241,7 @@ class TraceWriter:
         self._rows_in_shard = 0
         self._closed = False
 
-    def write(self, item: Trace | EpisodeResult) -> Trace:
+    def write(self, item: Trace | Episode) -> Trace:
         """Append one trace (or a finished episode, converted) and make it durable before returning."""
         if self._closed:
             raise RuntimeError("the TraceWriter is closed.")

@@ -23,7 +23,6 @@ when training ends (a callback, plus a ``finally`` around ``train``), so no brow
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -41,17 +40,10 @@ from trl import GRPOTrainer
 
 from sec_rl.trainers.grpo_config import SECGRPOConfig
 from sec_rl.trainers.grpo_trainer import SECGRPOTrainer
-from sec_rl.web.observation import PromptConfig
+from sec_rl.web.config import WebConfig
+from sec_rl.web.policies import Actor, TokenPolicy, TransformersActor, VLLMActor
 from sec_rl.web.pool import EnvironmentPool, Goal
-from sec_rl.web.rollout import (
-    SAMPLE_MODES,
-    Actor,
-    Episode,
-    RolloutEngine,
-    RolloutResult,
-    TransformersActor,
-    VLLMActor,
-)
+from sec_rl.web.rollout import Episode, RolloutEngine, RolloutResult
 from sec_rl.web.samples import (
     FitStats,
     Sample,
@@ -68,7 +60,6 @@ __all__ = ["SECWebGRPOConfig", "SECWebGRPOTrainer", "WebAgentArguments", "WebAge
 
 logger = logging.getLogger(__name__)
 
-WEB_ENVS = ("browsergym", "text")
 WEB_STATE_NAME = "web_state.json"
 _COUNTS = (
     "episodes",
@@ -108,43 +99,11 @@ def _carried_reward(index: int, func: Callable[..., Any]) -> Callable[..., list[
 
 # -- configuration ---------------------------------------------------------------------------------
 @dataclass
-class WebAgentArguments:
-    """The web-agent fields, mixed into a TRL config dataclass (they parse from flags and YAML like the others)."""
+class WebAgentArguments(WebConfig):
+    """The web-agent fields of training: the shared :class:`~sec_rl.web.config.WebConfig` (environment, turns,
+    layout, prompt) and what only training uses (returns, advantages, generation batches). Mixed into a TRL
+    config dataclass, they parse from flags and YAML like the others."""
 
-    web_env: str = field(
-        default="browsergym",
-        metadata={
-            "help": f"Environment of each pool worker: one of {WEB_ENVS} ('text': the fast text world), or the import "
-            "path of a WebEnvironment subclass of your own, 'my_pkg.module:MyEnvironment' (built with "
-            "web_env_kwargs)."
-        },
-    )
-    web_env_kwargs: dict[str, Any] | str | None = field(
-        default=None,
-        metadata={
-            "help": 'Keyword arguments of the environment class, as a dict or JSON (e.g. \'{"reuse": "page"}\').'
-        },
-    )
-    web_num_workers: int = field(
-        default=4, metadata={"help": "Environments (worker processes) per training process: episodes run at once."}
-    )
-    web_step_timeout: float = field(
-        default=30.0, metadata={"help": "Seconds one step may take before its worker is restarted (env error)."}
-    )
-    web_reset_timeout: float | None = field(
-        default=None, metadata={"help": "Seconds one reset may take. Default: max(web_step_timeout, 60)."}
-    )
-    web_episode_timeout: float | None = field(
-        default=600.0, metadata={"help": "Wall-clock seconds per episode; beyond, it ends as an environment error."}
-    )
-    web_max_turns: int = field(default=10, metadata={"help": "Actions per episode at most (then it has failed)."})
-    web_sample_mode: str = field(
-        default="per_step",
-        metadata={
-            "help": "'per_step': every agent step is a sample with its discounted return (the web-agent study); "
-            "'episode': the whole episode is one completion, observations masked out of the loss."
-        },
-    )
     web_gamma: float = field(
         default=0.9, metadata={"help": "Discount of per_step returns, gamma**(T-t) * R. The study swept 0.5-1.0."}
     )
@@ -171,63 +130,20 @@ class WebAgentArguments:
             "num_generations / mean episode length so that few step samples are dropped."
         },
     )
-    web_view: str = field(default="axtree", metadata={"help": "Page view in prompts: 'axtree' or 'html'."})
-    web_max_page_chars: int | None = field(
-        default=8000, metadata={"help": "Character budget of the page text in a prompt (None: no limit)."}
-    )
-    web_max_page_tokens: int | None = field(
-        default=None, metadata={"help": "Token budget of the page text in a prompt (None: no limit)."}
-    )
-    web_history: int = field(default=3, metadata={"help": "How many previous actions the prompt shows."})
-    web_error_feedback: bool = field(
-        default=True, metadata={"help": "Show the last action's error in the prompt (the study's error logs)."}
-    )
-    web_actions: list[str] | None = field(
-        default=None,
-        metadata={"help": "Allowed actions or groups ('bid', 'coord', 'chat', ...). Default: the environment's set."},
-    )
-    web_system_prompt: str | None = field(
-        default=None, metadata={"help": "A system prompt replacing the default one (which documents the actions)."}
-    )
     web_generation_batch_size: int | None = field(
         default=None,
         metadata={"help": "Contexts per `generate` call without vLLM (None: every live episode at once)."},
     )
 
     def __post_init__(self):
-        if hasattr(super(), "__post_init__"):
-            super().__post_init__()
-        if isinstance(self.web_env_kwargs, str):
-            import json
-
-            try:
-                self.web_env_kwargs = json.loads(self.web_env_kwargs)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f'web_env_kwargs is not valid JSON ({err}): pass e.g. \'{{"reuse": "page"}}\'.'
-                ) from err
-        choices = {
-            "web_env": (self.web_env, (*WEB_ENVS, self.web_env) if ":" in self.web_env else WEB_ENVS),
-            "web_sample_mode": (self.web_sample_mode, SAMPLE_MODES),
-            "web_advantage": (self.web_advantage, ("goal", "batch")),
-            "web_view": (self.web_view, ("axtree", "html")),
-        }
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not supported: use one of {list(allowed)}.")
-        if ":" in self.web_env:  # an environment of the user's: fail now if its path is wrong
-            from sec_rl.web.env import resolve_environment
-
-            resolve_environment(self.web_env)
+        super().__post_init__()  # the TRL config's checks (when mixed in), then the shared web settings'
+        if self.web_advantage not in ("goal", "batch"):
+            raise ValueError(f"web_advantage={self.web_advantage!r} is not supported: use one of ['goal', 'batch'].")
         if not 0.0 < self.web_gamma <= 1.0:
             raise ValueError(f"web_gamma={self.web_gamma} is out of range: use a discount in (0, 1].")
-        for name in ("web_num_workers", "web_max_turns", "web_history"):
-            low = 0 if name == "web_history" else 1
-            if getattr(self, name) < low:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least {low}.")
         if self.web_episodes_per_goal is not None:
-            if self.web_sample_mode != "per_step":
-                raise ValueError("web_episodes_per_goal applies to web_sample_mode='per_step' only: unset it.")
+            if self.web_layout != "per_step":
+                raise ValueError("web_episodes_per_goal applies to web_layout='per_step' only: unset it.")
             generations = getattr(self, "num_generations", None)
             if not 1 <= self.web_episodes_per_goal <= (generations or self.web_episodes_per_goal):
                 raise ValueError(
@@ -240,29 +156,6 @@ class WebAgentArguments:
                 "built from its episodes in the rollout. Use web_zero_advantage_filter=True (the study's "
                 "zero-advantage filtering) and set dynamic_sampling='none'."
             )
-
-    def prompt_config(self) -> PromptConfig:
-        """How observations become prompts, from the ``web_*`` fields."""
-        return PromptConfig(
-            view=self.web_view,  # type: ignore[arg-type]
-            max_page_chars=self.web_max_page_chars,
-            max_page_tokens=self.web_max_page_tokens,
-            history=self.web_history,
-            error_feedback=self.web_error_feedback,
-            actions=tuple(self.web_actions) if self.web_actions else None,
-            system=self.web_system_prompt,
-        )
-
-    def env_factory(self) -> Callable[[], Any]:
-        """A picklable factory of one environment, for the pool's worker processes."""
-        from sec_rl.web.env import BrowserGymEnvironment, TextEnvironment, resolve_environment
-
-        builtin = {"browsergym": BrowserGymEnvironment, "text": TextEnvironment}
-        cls = builtin[self.web_env] if self.web_env in builtin else resolve_environment(self.web_env)
-        kwargs = dict(self.web_env_kwargs or {})
-        if self.web_actions:
-            kwargs.setdefault("actions", list(self.web_actions))
-        return functools.partial(cls, **kwargs)
 
 
 @dataclass
@@ -318,7 +211,7 @@ class WebAgentMixin:
         env_factory: a picklable callable building one environment per pool worker; default: from ``args``
             (``web_env``, ``web_env_kwargs``, ``web_actions``).
         actor: what generates the actions; default: the trainer's vLLM when ``use_vllm``, else the model's
-            ``generate`` (see :mod:`sec_rl.web.rollout`).
+            ``generate`` (see :mod:`sec_rl.web.policies`).
     """
 
     def __init__(
@@ -387,14 +280,7 @@ class WebAgentMixin:
     def web_pool(self) -> EnvironmentPool:
         """The environments (worker processes), started on first use."""
         if self._web_pool is None:
-            args = self.args
-            self._web_pool = EnvironmentPool(
-                self._web_env_factory,
-                num_workers=args.web_num_workers,
-                step_timeout=args.web_step_timeout,
-                reset_timeout=args.web_reset_timeout,
-                episode_timeout=args.web_episode_timeout,
-            )
+            self._web_pool = self.args.make_pool(env_factory=self._web_env_factory)
         return self._web_pool
 
     @property
@@ -432,17 +318,14 @@ class WebAgentMixin:
     @property
     def web_engine(self) -> RolloutEngine:
         if self._web_engine is None:
-            self._web_engine = RolloutEngine(
+            policy = TokenPolicy(
                 self.web_actor,
-                self.web_pool,
                 self._web_tokenizer,
-                mode=self.args.web_sample_mode,  # type: ignore[arg-type]
-                max_turns=self.args.web_max_turns,
-                prompt=self.args.prompt_config(),
                 chat_template_kwargs=self.chat_template_kwargs,
-                sync=self._any_process_busy if self.accelerator.num_processes > 1 else None,
                 eos_token_ids=self.eos_token_ids,
             )
+            sync = self._any_process_busy if self.accelerator.num_processes > 1 else None
+            self._web_engine = RolloutEngine.from_config(policy, self.web_pool, self.args, sync=sync)
         return self._web_engine
 
     @property
@@ -539,7 +422,7 @@ class WebAgentMixin:
     def _curriculum_signal(self, output: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row (gathered): the mean |advantage| of its goal's samples, and the episodes' success rate.
 
-        Episode mode: the row's own episode. per_step mode: every step sample of the goal's episodes in this
+        Episode layout: the row's own episode. per_step layout: every step sample of the goal's episodes in this
         batch, before filtering and subsampling (a goal solved by every episode must still count as 0).
         Rows of episodes with environment errors are NaN: the strategy ignores them.
         """
@@ -566,7 +449,7 @@ class WebAgentMixin:
         result = self.web_engine.run([groups[g][0] for g in plan])
         eos = self._web_tokenizer.eos_token_id
 
-        if args.web_sample_mode == "episode":
+        if args.web_layout == "episode":
             samples = [episode_sample(e, plan[e.index], eos, args.web_failure_reward) for e in result.episodes]
         else:
             samples = [
@@ -579,7 +462,7 @@ class WebAgentMixin:
         batch.zero_std_fraction = self._set_advantages(samples)
 
         stats = FitStats(samples=len(samples))
-        if args.web_sample_mode == "episode":
+        if args.web_layout == "episode":
             rows, stats.filtered = mask_zero_advantage(samples) if args.web_zero_advantage_filter else (samples, 0)
         else:
             self._web_calls += 1
@@ -600,7 +483,7 @@ class WebAgentMixin:
     def _plan_episodes(self, groups: Sequence[tuple[Goal, int, int]]) -> list[int]:
         """The row group of each episode to run: one per row, or ``web_episodes_per_goal`` per group (per_step)."""
         per_goal = self.args.web_episodes_per_goal
-        if self.args.web_sample_mode == "episode" or per_goal is None:
+        if self.args.web_layout == "episode" or per_goal is None:
             return [g for g, (_, start, stop) in enumerate(groups) for _ in range(stop - start)]
         size = self.num_generations if self.model.training else self.num_generations_eval
         plan = []
@@ -679,7 +562,7 @@ class WebAgentMixin:
             return abs(sample.raw_advantage if raw else sample.advantage)
 
         nan = (math.nan, math.nan)
-        if self.args.web_sample_mode == "episode":  # rows are episodes, one sample each
+        if self.args.web_layout == "episode":  # rows are episodes, one sample each
             return [(signal(s), float(e.success)) if s.reward is not None else nan for s, e in zip(samples, episodes)]
         rows: list[tuple[float, float]] = []
         for g, (_, start, stop) in enumerate(groups):
@@ -711,7 +594,7 @@ class SECWebGRPOTrainer(WebAgentMixin, SECGRPOTrainer):
         from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
         from sec_rl.web.tasks import train_goals
 
-        args = SECWebGRPOConfig(output_dir="out", web_env="browsergym", web_sample_mode="per_step",
+        args = SECWebGRPOConfig(output_dir="out", web_env="browsergym", web_layout="per_step",
                                 num_generations=8, temperature=0.25, max_completion_length=256)
         trainer = SECWebGRPOTrainer(model="Qwen/Qwen2.5-3B-Instruct", args=args, train_dataset=train_goals(20))
         trainer.train()

@@ -11,8 +11,11 @@ The roles, one module each:
 - :mod:`~sec_rl.web.observation`: observations and their rendering into chat messages.
 - :mod:`~sec_rl.web.browser`: finding Chromium and wiring it into Playwright.
 - :mod:`~sec_rl.web.tasks`: the MiniWoB++ split and goal datasets for the trainer.
-- :mod:`~sec_rl.web.rollout`: ``RolloutEngine``, all live episodes of a batch advanced together
-  (one batched generation call per turn, then every environment steps in parallel).
+- :mod:`~sec_rl.web.config`: ``WebConfig``, the ``web_*`` settings training, evaluation and collection share.
+- :mod:`~sec_rl.web.rollout`: ``RolloutEngine``, the one episode loop: all live episodes advanced together
+  (one batched policy call per turn, then every environment steps in parallel).
+- :mod:`~sec_rl.web.policies`: who answers: token ids (``TokenPolicy``, ``ModelAgent``, the actors) or chat
+  messages (``ChatPolicy``: teachers, API models).
 - :mod:`~sec_rl.web.samples`: episodes into training rows (``episode`` or ``per_step``) and advantages.
 - :mod:`~sec_rl.web.evaluate`: success rates with bootstrap intervals.
 - :mod:`~sec_rl.web.workarena`: WorkArena, when a ServiceNow instance is configured.
@@ -36,13 +39,14 @@ _EXPORTS = {
         "EnvironmentCrashedError",
     ),
     "sec_rl.web.observation": (
+        "Messages",
         "Observation",
         "PromptConfig",
         "render_messages",
         "render_observation",
         "system_prompt",
     ),
-    "sec_rl.web.pool": ("EnvironmentPool",),
+    "sec_rl.web.pool": ("EnvironmentPool", "Goal"),
     "sec_rl.web.browser": ("ChromiumNotFoundError", "find_chromium", "miniwob_url", "prepare_browser"),
     "sec_rl.web.tasks": (
         "TRAIN_TASKS",
@@ -54,9 +58,11 @@ _EXPORTS = {
         "heldout_goals",
         "heldout_task_goals",
     ),
-    "sec_rl.web.rollout": ("RolloutEngine", "TransformersActor", "VLLMActor", "Episode", "Step", "RolloutResult"),
+    "sec_rl.web.config": ("WebConfig", "LAYOUTS", "ENVIRONMENTS"),
+    "sec_rl.web.rollout": ("RolloutEngine", "Episode", "Step", "RolloutResult"),
+    "sec_rl.web.policies": ("ChatPolicy", "ModelAgent", "Reply", "TokenPolicy", "TransformersActor", "VLLMActor"),
     "sec_rl.web.samples": ("compute_advantages", "discounted_returns", "episode_sample", "step_samples"),
-    "sec_rl.web.evaluate": ("evaluate", "run_episodes", "EvalReport", "EpisodeResult", "ModelAgent"),
+    "sec_rl.web.evaluate": ("evaluate", "EvalReport"),
     "sec_rl.web.workarena": ("WorkArenaUnavailableError", "check_workarena", "workarena_environment"),
 }
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}

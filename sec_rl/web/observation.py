@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sec_rl.web.actions import ACTION_FORMAT, describe_actions
 
 __all__ = [
+    "Messages",
     "Observation",
     "PromptConfig",
     "render_messages",
@@ -24,6 +25,8 @@ __all__ = [
     "truncate",
 ]
 
+#: A chat conversation, as ``apply_chat_template`` takes it: ``[{"role": ..., "content": ...}, ...]``.
+Messages = list[dict[str, str]]
 TRUNCATION_MARKER = "[... page truncated: {n} more {unit} not shown ...]"
 
 
@@ -142,7 +145,7 @@ def render_messages(
     history: Sequence[str] = (),
     config: PromptConfig | None = None,
     tokenizer: Any = None,
-) -> list[dict[str, str]]:
+) -> Messages:
     """Chat messages (system + user) for ``tokenizer.apply_chat_template``."""
     config = config or PromptConfig()
     system = config.system if config.system is not None else system_prompt(config.actions)

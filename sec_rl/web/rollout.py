@@ -1,24 +1,22 @@
-"""The rollout engine: every live episode of a batch advances together, one turn at a time.
+"""The episode loop: every episode of sec-rl, in training, evaluation and collection, runs here.
 
-Three roles, as in PipelineRL:
+:class:`RolloutEngine` schedules goals onto the slots of an :class:`~sec_rl.web.pool.EnvironmentPool` and,
+each turn, makes *one* call to its policy for every live episode, then *one* parallel step of the pool (the
+PipelineRL / verifiers shape). The policy (:mod:`sec_rl.web.policies`) is the only part that differs: token
+ids for the model being trained or evaluated (:class:`~sec_rl.web.policies.TokenPolicy`), chat messages for
+teachers and API models (:class:`~sec_rl.web.policies.ChatPolicy`). Prompts are rendered here, once, with the
+policy's tokenizer (page token budgets), so an agent sees in evaluation what it saw in training.
 
-- the **actor** turns token contexts into completions: :class:`TransformersActor` (plain
-  ``model.generate`` with left padding) or :class:`VLLMActor` (the trainer's own vLLM client or engine);
-- the **environments** live in an :class:`~sec_rl.web.pool.EnvironmentPool` and step in parallel;
-- the **engine** (:class:`RolloutEngine`) schedules episodes onto pool slots and, each turn, makes
-  *one* batched generation call for every live episode, then *one* parallel step of the pool.
-
-The engine records everything training needs, token for token (:class:`Step`, :class:`Episode`); turning
-episodes into training samples is :mod:`sec_rl.web.samples`' job, and the trainer's
-(:mod:`sec_rl.trainers.web_grpo`) is to feed them to TRL.
-
-What the model sees depends on the sample mode:
+What the policy sees depends on the sample layout:
 
 - ``"per_step"``: each turn is a fresh prompt, :func:`~sec_rl.web.observation.render_messages` of the
   current observation and the last actions (the web-agent study's setup: long pages stay within context);
-- ``"episode"``: one growing conversation; each turn's context is the previous context, the completion
-  exactly as generated, and the next observation as a user message. Contexts are kept as token ids, never
-  re-tokenised, so the episode can later be trained on as one sequence.
+- ``"episode"``: one growing conversation; the next user message shows the new page alone (the actions are
+  in the conversation). A token policy extends its context token for token, so the episode can later be
+  trained on as one sequence.
+
+Everything is recorded (:class:`Step`, :class:`Episode`): token ids for training
+(:mod:`sec_rl.web.samples`), the conversation and token counts for traces, the outcome for scores.
 """
 
 from __future__ import annotations
@@ -26,225 +24,39 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from sec_rl.web.observation import Observation, PromptConfig, render_messages, render_observation
+from sec_rl.web.config import Layout, WebConfig, check_layout
+from sec_rl.web.observation import Messages, Observation, PromptConfig, render_messages, render_observation
+from sec_rl.web.policies import Policy, Reply, as_policy
 from sec_rl.web.pool import EnvironmentPool, Goal
 
-__all__ = [
-    "Actor",
-    "Episode",
-    "Generation",
-    "RolloutEngine",
-    "RolloutResult",
-    "SampleMode",
-    "Step",
-    "TransformersActor",
-    "VLLMActor",
-    "encode_messages",
-    "observation_suffix_ids",
-]
+__all__ = ["Episode", "RolloutEngine", "RolloutResult", "Step"]
 
 logger = logging.getLogger(__name__)
 
-SampleMode = Literal["episode", "per_step"]
-SAMPLE_MODES: tuple[str, ...] = ("episode", "per_step")
-Messages = list[dict[str, str]]
-
-
-# -- the actor -------------------------------------------------------------------------------------
-@dataclass
-class Generation:
-    """One completion: its token ids (ending with EOS unless cut at the length limit) and sampling logprobs."""
-
-    completion_ids: list[int]
-    logprobs: list[float] | None = None
-
-
-class Actor(Protocol):
-    """Generates one completion per context. Called once per turn with every live episode's context.
-
-    Under several processes every process calls :meth:`generate` the same number of times (possibly with
-    no context at all), so that actors built on collective operations (vLLM server mode, ZeRO-3) stay in step.
-    """
-
-    def generate(self, prompts: Sequence[Sequence[int]]) -> list[Generation]: ...
-
-
-def _eos_ids(generation_config: Any, tokenizer: Any) -> set[int]:
-    eos = getattr(generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    return set(eos if isinstance(eos, list | tuple) else [eos])
-
-
-class TransformersActor:
-    """Plain ``model.generate`` over left-padded contexts; sampling settings come from ``generation_config``.
-
-    Args:
-        model: a causal LM (or a distributed wrapper, with ``unwrap``).
-        tokenizer: its tokenizer (pad and EOS ids).
-        generation_config: ``transformers.GenerationConfig``; its ``max_new_tokens`` is the length limit of one
-            turn. Default: sampling at temperature 1 with 256 new tokens.
-        batch_size: contexts per ``generate`` call (None: all at once).
-        unwrap: a context manager factory yielding the model to generate with, e.g. TRL's
-            ``unwrap_model_for_generation`` (DeepSpeed ZeRO-3 gathers the weights there). It is entered on every
-            call, even with no context, so that its collectives run on every process.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        generation_config: Any = None,
-        *,
-        batch_size: int | None = None,
-        unwrap: Callable[[], AbstractContextManager[Any]] | None = None,
-    ):
-        from transformers import GenerationConfig
-
-        self.model, self.tokenizer = model, tokenizer
-        if generation_config is None:
-            generation_config = GenerationConfig(
-                max_new_tokens=256, do_sample=True, temperature=1.0, pad_token_id=tokenizer.pad_token_id
-            )
-        if generation_config.pad_token_id is None:
-            generation_config.pad_token_id = tokenizer.pad_token_id
-        if generation_config.pad_token_id is None:
-            raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token (e.g. to its EOS token).")
-        self.generation_config = generation_config
-        self.batch_size = batch_size
-        self.unwrap = unwrap
-        self.eos_ids = _eos_ids(generation_config, tokenizer)
-
-    def generate(self, prompts: Sequence[Sequence[int]]) -> list[Generation]:
-        import torch
-
-        context = self.unwrap() if self.unwrap is not None else nullcontext(self.model)
-        outputs: list[Generation] = []
-        with context as model, torch.no_grad():
-            size = self.batch_size or max(1, len(prompts))
-            for start in range(0, len(prompts), size):
-                outputs.extend(self._generate_chunk(model, prompts[start : start + size]))
-        return outputs
-
-    def _generate_chunk(self, model: Any, prompts: Sequence[Sequence[int]]) -> list[Generation]:
-        import torch
-
-        pad = self.generation_config.pad_token_id
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-        device = next(model.parameters()).device
-        generated = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            generation_config=self.generation_config,
-        )
-        results = []
-        for row in generated[:, width:].tolist():
-            end = next((i + 1 for i, token in enumerate(row) if token in self.eos_ids), len(row))
-            results.append(Generation(row[:end]))
-        return results
-
-
-class VLLMActor:
-    """The trainer's own vLLM (``trainer.vllm_generation``: server or colocate mode), one completion per context.
-
-    Weights are synchronised by ``GRPOTrainer._generate`` before each rollout; the sampling settings are the
-    trainer's (temperature, top-p, ``max_completion_length`` per turn). Untested here: no GPU and no vLLM.
-
-    TRL's server mode gathers every process's prompts and slices the answers back assuming equal counts (and
-    colocate mode with tensor parallelism gathers within its group), so under several processes each process
-    pads its list to the largest one with one-token prompts and drops their answers.
-    """
-
-    def __init__(self, trainer: Any):
-        if not getattr(trainer, "use_vllm", False):
-            raise ValueError("VLLMActor needs a trainer created with use_vllm=True.")
-        self.trainer = trainer
-
-    def generate(self, prompts: Sequence[Sequence[int]]) -> list[Generation]:
-        trainer = self.trainer
-        prompts = [list(p) for p in prompts]
-        count = len(prompts)
-        if trainer.accelerator.num_processes > 1:  # equal counts on every process (see the class docstring)
-            import torch
-
-            sizes = trainer.accelerator.gather(torch.tensor([count], device=trainer.accelerator.device))
-            tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
-            prompts += [[tokenizer.eos_token_id]] * (int(sizes.max()) - count)
-        if not prompts:
-            return []
-        _, completion_ids, logprobs, _ = trainer.vllm_generation.generate(
-            prompts=prompts, images=None, num_generations=1
-        )
-        results = []
-        for i in range(count):
-            sampled = [lp[0] for lp in logprobs[i]] if logprobs is not None else None  # top-1 = the sampled token
-            results.append(Generation(list(completion_ids[i]), sampled))
-        return results
-
-
-# -- chat templates --------------------------------------------------------------------------------
-def encode_messages(
-    tokenizer: Any, messages: Messages, *, add_generation_prompt: bool = True, **chat_template_kwargs: Any
-) -> list[int]:
-    """Token ids of ``messages`` rendered with the tokenizer's chat template (no extra special tokens)."""
-    text = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=add_generation_prompt, tokenize=False, **chat_template_kwargs
-    )
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def observation_suffix_ids(
-    tokenizer: Any, conversation: Messages, user_message: dict[str, str], **chat_template_kwargs: Any
-) -> list[int]:
-    """The tokens that follow an assistant turn's end-of-turn token when ``user_message`` comes next.
-
-    ``conversation`` ends with the assistant turn. Both renderings are cut after the last EOS (the end of that
-    turn), so the suffix is the template's glue, the user message and the next generation prompt; it can be
-    appended to the generated ids without re-tokenising them.
-    """
-    prefix = encode_messages(tokenizer, conversation, add_generation_prompt=False, **chat_template_kwargs)
-    eos = tokenizer.eos_token_id
-    ends = [i for i, token in enumerate(prefix) if token == eos]
-    if ends:
-        prefix = prefix[: ends[-1] + 1]
-    full = encode_messages(
-        tokenizer, [*conversation, user_message], add_generation_prompt=True, **chat_template_kwargs
-    )
-    if full[: len(prefix)] != prefix:
-        raise ValueError(
-            "the chat template does not render a conversation as a prefix of its continuation, so an episode "
-            "cannot be trained on as one sequence: use web_sample_mode='per_step', or a template without "
-            "history-dependent rewriting (e.g. one that strips earlier reasoning)."
-        )
-    return full[len(prefix) :]
+INVALID_ACTION = "(invalid action)"
 
 
 # -- what the engine records -----------------------------------------------------------------------
 @dataclass
 class Step:
-    """One agent turn.
+    """One turn of an episode: what the policy read, what it answered, what the environment made of it.
 
     Attributes:
-        messages: the chat messages the context was rendered from (the whole conversation in episode mode).
-        prompt_ids: the exact context the actor generated from.
-        completion_ids: the generated ids (ending with EOS unless ``truncated``).
+        messages: the chat messages of the turn's prompt (the whole conversation in the episode layout).
+        prompt_ids: the exact context a token policy generated from (``[]`` for a chat policy).
+        completion_ids: the generated ids (ending with EOS unless ``truncated``; ``[]`` for a chat policy).
         logprobs: the sampling logprob of each generated token, when the actor reports them (vLLM).
-        text: the decoded completion (thought and action), as the environment received it.
+        text: the reply (thought and action), as the environment received it.
         action: the canonical action executed, None if the output held no valid action.
         reward, done: what the environment returned.
         error: the action's error as the next observation shows it ("" if none).
         env_error: the environment failed during this step (the episode is left out of the loss).
         truncated: the completion hit the per-turn length limit before its end-of-turn token.
+        prompt_tokens, completion_tokens: what the turn cost, as the policy counts it (0 when it does not).
     """
 
     messages: Messages
@@ -258,15 +70,17 @@ class Step:
     error: str = ""
     env_error: bool = False
     truncated: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass
 class Episode:
-    """One episode of one goal; ``index`` is its position in the batch the engine was given."""
+    """One episode of one goal; ``index`` is its position in the goals the engine was given."""
 
     task: str
     seed: int
-    index: int
+    index: int = 0
     steps: list[Step] = field(default_factory=list)
     env_error: bool = False
     error: str = ""
@@ -289,6 +103,42 @@ class Episode:
     def num_turns(self) -> int:
         return len(self.steps)
 
+    @property
+    def actions(self) -> list[str]:
+        """The canonical action of every turn (``"(invalid action)"`` for an output that held none)."""
+        return [step.action or INVALID_ACTION for step in self.steps]
+
+    @property
+    def messages(self) -> Messages:
+        """The last turn's prompt and reply: the whole conversation in the ``"episode"`` layout (a trace)."""
+        if not self.steps:
+            return []
+        last = self.steps[-1]
+        return [*last.messages, {"role": "assistant", "content": last.text}]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(step.prompt_tokens for step in self.steps)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(step.completion_tokens for step in self.steps)
+
+    def summary(self) -> dict[str, Any]:
+        """The outcome without the conversation or token ids (an evaluation file's row; ``steps`` counts turns)."""
+        return {
+            "task": self.task,
+            "seed": self.seed,
+            "reward": self.reward,
+            "steps": self.num_turns,
+            "env_error": self.env_error,
+            "error": self.error,
+            "actions": self.actions,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "success": self.success,
+        }
+
 
 @dataclass
 class RolloutResult:
@@ -298,7 +148,7 @@ class RolloutResult:
     generate_seconds: float = 0.0
     env_seconds: float = 0.0
     seconds: float = 0.0
-    turns: int = 0  # batched generation calls
+    turns: int = 0  # batched policy calls
     generated_tokens: int = 0
 
     def metrics(self) -> dict[str, float]:
@@ -322,9 +172,10 @@ class RolloutResult:
 
 @dataclass
 class _Live:
-    """An episode in progress on a pool slot: what the next turn's context is made of."""
+    """An episode in progress on a pool slot: what its next turn is made of."""
 
     episode: Episode
+    attempt: int
     messages: Messages
     context: list[int]
     history: list[str] = field(default_factory=list)
@@ -332,97 +183,109 @@ class _Live:
 
 # -- the engine ------------------------------------------------------------------------------------
 class RolloutEngine:
-    """Runs episodes for a list of goals on a pool, one batched generation per turn.
+    """Runs one episode per goal on a pool, one batched policy call per turn.
 
     Episodes are scheduled onto the pool's slots as they free up, so a batch larger than the pool runs in
-    waves without ever idling a slot. Each turn: reset the new episodes (in parallel), generate for every live
-    episode (one actor call), step every live episode (in parallel). An episode ends when the environment says
-    so, after ``max_turns`` actions (a failure), or on an environment error (``Episode.env_error``; a failed
-    reset is retried ``reset_retries`` times first, since the pool has restarted the worker by then).
+    waves without ever idling a slot. Each turn: reset the new episodes (in parallel), ask the policy for every
+    live episode (one call), step every live episode (in parallel). An episode ends when the environment says
+    so, after ``max_turns`` actions (a failure), or on an environment error (``Episode.env_error``).
 
     Args:
-        actor: generates completions (see :class:`Actor`).
+        policy: a :class:`~sec_rl.web.policies.Policy`, or an agent (callable, ``act_batch``, Teacher), which is
+            wrapped in a :class:`~sec_rl.web.policies.ChatPolicy`.
         pool: the environments.
-        tokenizer: renders prompts (chat template) and decodes completions.
-        mode: ``"per_step"`` or ``"episode"`` (see the module docstring).
+        layout: ``"per_step"`` or ``"episode"`` (see the module docstring).
         max_turns: actions per episode at most.
         prompt: how observations are rendered.
-        chat_template_kwargs: extra arguments of ``apply_chat_template`` (e.g. ``enable_thinking``).
+        retries: how often a goal whose environment failed is tried again (the pool has restarted the worker).
+        retry_crashed: retry episodes whose environment failed mid-way too, not only failed resets. Evaluation
+            and collection do, so that every goal counts; training records them and leaves them out of the loss.
         sync: under several processes, a function mapping "this process still has work" to "some process
-            still has work", so that every process makes the same number of actor calls.
-        reset_retries: how often a goal whose reset failed is tried again on a fresh worker.
-        eos_token_ids: the tokens that end a turn (default: the tokenizer's EOS); a completion ending otherwise
-            was cut at the length limit.
+            still has work", so that every process makes the same number of policy calls.
     """
 
     def __init__(
         self,
-        actor: Actor,
+        policy: Policy | Any,
         pool: EnvironmentPool,
-        tokenizer: Any,
         *,
-        mode: SampleMode = "per_step",
+        layout: Layout = "per_step",
         max_turns: int = 10,
         prompt: PromptConfig | None = None,
-        chat_template_kwargs: dict[str, Any] | None = None,
+        retries: int = 1,
+        retry_crashed: bool = False,
         sync: Callable[[bool], bool] | None = None,
-        reset_retries: int = 1,
-        eos_token_ids: Iterable[int] | None = None,
     ):
-        if mode not in SAMPLE_MODES:
-            raise ValueError(f"mode must be one of {SAMPLE_MODES}, not {mode!r}.")
+        check_layout(layout)
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}.")
-        if tokenizer.eos_token_id is None:
-            raise ValueError("the tokenizer has no EOS token: the engine needs it to end and join turns.")
-        self.actor, self.pool, self.tokenizer = actor, pool, tokenizer
-        self.mode: SampleMode = mode
-        self.max_turns = max_turns
+        self.policy = as_policy(policy)
         self.prompt = prompt or PromptConfig()
-        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        if self.prompt.max_page_tokens is not None and getattr(self.policy, "tokenizer", None) is None:
+            raise ValueError(
+                "max_page_tokens counts the page in tokens, and this agent has no tokenizer: wrap it as "
+                "ChatPolicy(agent, tokenizer=<the student's tokenizer>), or use max_page_chars."
+            )
+        self.pool = pool
+        self.layout: Layout = layout
+        self.max_turns = max_turns
+        self.retries, self.retry_crashed = retries, retry_crashed
         self.sync = sync
-        self.reset_retries = reset_retries
-        self.eos_token_ids = set(eos_token_ids) if eos_token_ids is not None else {tokenizer.eos_token_id}
+
+    @classmethod
+    def from_config(cls, policy: Policy | Any, pool: EnvironmentPool, web: WebConfig, **options: Any) -> RolloutEngine:
+        """An engine with the layout, turns and prompt of ``web`` (the settings every command shares)."""
+        layout, max_turns = web.web_layout, web.web_max_turns
+        return cls(policy, pool, layout=layout, max_turns=max_turns, prompt=web.prompt_config(), **options)  # type: ignore[arg-type]
 
     # -- public API -------------------------------------------------------------------------------
-    def run(self, goals: Sequence[Goal]) -> RolloutResult:
-        """One episode per goal (duplicates allowed: a GRPO group is the same goal several times)."""
+    def run(self, goals: Sequence[Goal], on_episode: Callable[[Episode], None] | None = None) -> RolloutResult:
+        """One episode per goal (duplicates allowed: a GRPO group is the same goal several times).
+
+        ``on_episode`` is called with each episode as soon as it is over (in finishing order; a retried attempt
+        is not), e.g. to write it to disk before the next turn: a crash then loses only the episodes in flight.
+        """
         started = time.perf_counter()
         result = RolloutResult([Episode(str(task), int(seed), i) for i, (task, seed) in enumerate(goals)])
         pending = deque((i, 0) for i in range(len(goals)))  # (episode index, attempt)
         live: dict[int, _Live] = {}  # pool slot -> episode in progress
         while True:
-            self._start_episodes(pending, live, result)
+            self._start_episodes(pending, live, result, on_episode)
             busy = bool(live or pending)
             if not (self.sync(busy) if self.sync is not None else busy):
                 break
             slots = sorted(live)
             tick = time.perf_counter()
-            generations = self.actor.generate([live[slot].context for slot in slots])  # [] joins the collective
+            replies = self.policy.act([live[s].messages for s in slots], [live[s].context for s in slots])
             result.generate_seconds += time.perf_counter() - tick
             result.turns += 1
-            if not slots:
+            if not slots:  # this process is done; its empty call kept the others' collectives in step
                 continue
-            if len(generations) != len(slots):
-                raise RuntimeError(f"the actor returned {len(generations)} completions for {len(slots)} contexts.")
-            result.generated_tokens += sum(len(g.completion_ids) for g in generations)
-            texts = self.tokenizer.batch_decode([g.completion_ids for g in generations], skip_special_tokens=True)
+            if len(replies) != len(slots):
+                raise RuntimeError(f"the policy returned {len(replies)} replies for {len(slots)} episodes.")
+            result.generated_tokens += sum(reply.completion_tokens for reply in replies)
             actions: list[str | None] = [None] * self.pool.size
-            for slot, text in zip(slots, texts):
-                actions[slot] = text
+            for slot, reply in zip(slots, replies):
+                actions[slot] = reply.text
             tick = time.perf_counter()
             outcomes = self.pool.step_many(actions)
             result.env_seconds += time.perf_counter() - tick
-            for slot, generation, text in zip(slots, generations, texts):
-                outcome = outcomes[slot]
-                assert outcome is not None
-                if self._record(live[slot], generation, text, outcome):
+            for slot, reply in zip(slots, replies):
+                state = live[slot]
+                if self._record(state, reply, outcomes[slot]):
                     del live[slot]
+                    self._finish(state.episode, state.attempt, pending, result, on_episode)
         result.seconds = time.perf_counter() - started
         return result
 
     # -- scheduling -------------------------------------------------------------------------------
-    def _start_episodes(self, pending: deque[tuple[int, int]], live: dict[int, _Live], result: RolloutResult) -> None:
+    def _start_episodes(
+        self,
+        pending: deque[tuple[int, int]],
+        live: dict[int, _Live],
+        result: RolloutResult,
+        on_episode: Callable[[Episode], None] | None,
+    ) -> None:
         """Reset pending goals on free slots (in parallel), retrying failed resets on the restarted workers."""
         while pending:
             free = [slot for slot in range(self.pool.size) if slot not in live]
@@ -440,55 +303,71 @@ class RolloutEngine:
                 episode = result.episodes[index]
                 assert outcome is not None
                 if not outcome.env_error:
-                    live[slot] = self._first_turn(episode, outcome.observation)
-                elif attempt < self.reset_retries:
-                    pending.appendleft((index, attempt + 1))
+                    live[slot] = self._first_turn(episode, attempt, outcome.observation)
                 else:
                     episode.env_error = True
                     episode.error = str(outcome.info.get("error", "reset failed"))
+                    self._finish(episode, attempt, pending, result, on_episode)
             # Loop: slots whose reset failed are free again and the retries are first in line.
             if all(outcomes[slot] is not None and not outcomes[slot].env_error for slot in starting):
                 return
 
-    # -- contexts ---------------------------------------------------------------------------------
-    def _first_turn(self, episode: Episode, observation: Observation) -> _Live:
-        messages = render_messages(observation, (), self.prompt, self.tokenizer)
-        context = encode_messages(self.tokenizer, messages, **self.chat_template_kwargs)
-        return _Live(episode, messages, context)
+    def _finish(
+        self,
+        episode: Episode,
+        attempt: int,
+        pending: deque[tuple[int, int]],
+        result: RolloutResult,
+        on_episode: Callable[[Episode], None] | None,
+    ) -> None:
+        """An episode is over: try its goal again after an environment error (while retries last), else report it."""
+        if episode.env_error and attempt < self.retries and (self.retry_crashed or not episode.steps):
+            result.episodes[episode.index] = Episode(episode.task, episode.seed, episode.index)
+            pending.appendleft((episode.index, attempt + 1))
+        elif on_episode is not None:
+            on_episode(episode)
+
+    # -- turns ------------------------------------------------------------------------------------
+    def _render(self, observation: Observation, history: Sequence[str]) -> Messages:
+        return render_messages(observation, history, self.prompt, self.policy.tokenizer)
+
+    def _first_turn(self, episode: Episode, attempt: int, observation: Observation) -> _Live:
+        messages = self._render(observation, ())
+        return _Live(episode, attempt, messages, self.policy.context(messages))
 
     def _next_turn(self, state: _Live, step: Step, observation: Observation) -> None:
-        """Build the next context: a fresh prompt (per_step) or the conversation grown by one exchange (episode)."""
-        if self.mode == "per_step":
-            state.messages = render_messages(observation, state.history, self.prompt, self.tokenizer)
-            state.context = encode_messages(self.tokenizer, state.messages, **self.chat_template_kwargs)
+        """Build the next turn: a fresh prompt (per_step) or the conversation grown by one exchange (episode)."""
+        if self.layout == "per_step":
+            state.messages = self._render(observation, state.history)
+            state.context = self.policy.context(state.messages)
             return
         # The episode's previous actions are in the conversation itself: the user message shows only the page.
-        user = {"role": "user", "content": render_observation(observation, (), self.prompt, self.tokenizer)}
-        conversation = [*state.messages, {"role": "assistant", "content": step.text}]
-        suffix = observation_suffix_ids(self.tokenizer, conversation, user, **self.chat_template_kwargs)
-        closing = [self.tokenizer.eos_token_id] if step.truncated else []  # close a turn cut at the length limit
-        state.messages = [*conversation, user]
-        state.context = [*state.context, *step.completion_ids, *closing, *suffix]
+        page = render_observation(observation, (), self.prompt, self.policy.tokenizer)
+        reply = {"role": "assistant", "content": step.text}
+        state.messages = [*state.messages, reply, {"role": "user", "content": page}]
+        state.context = self.policy.context(state.messages, step)
 
-    def _record(self, state: _Live, generation: Generation, text: str, outcome: Any) -> bool:
+    def _record(self, state: _Live, reply: Reply, outcome: Any) -> bool:
         """Append the turn to its episode; returns True when the episode is over."""
+        assert outcome is not None
         episode = state.episode
-        ids = generation.completion_ids
         step = Step(
             messages=state.messages,
             prompt_ids=state.context,
-            completion_ids=list(ids),
-            logprobs=generation.logprobs,
-            text=text,
+            completion_ids=list(reply.completion_ids),
+            logprobs=reply.logprobs,
+            text=reply.text,
             action=outcome.info.get("action"),
             reward=float(outcome.reward),
             done=bool(outcome.done),
             error=outcome.observation.last_action_error if not outcome.env_error else "",
             env_error=bool(outcome.env_error),
-            truncated=not ids or ids[-1] not in self.eos_token_ids,
+            truncated=reply.truncated,
+            prompt_tokens=int(reply.prompt_tokens or 0),
+            completion_tokens=int(reply.completion_tokens or 0),
         )
         episode.steps.append(step)
-        state.history.append(step.action or "(invalid action)")
+        state.history.append(step.action or INVALID_ACTION)
         if outcome.env_error:
             episode.env_error = True
             episode.error = str(outcome.info.get("error", "environment error"))

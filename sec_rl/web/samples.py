@@ -1,6 +1,6 @@
 """Episodes -> training samples: returns, advantages, and the fixed number of rows TRL's batch has.
 
-Two sample modes:
+Two sample layouts:
 
 - ``"episode"``: an episode is one sample. Its prompt is the first context; its completion is every
   assistant turn *and* the observations between them, with ``env_mask`` 1 on generated tokens and 0 on

@@ -48,6 +48,7 @@ class TextTeacher(Teacher):
 
 def main() -> None:
     from sec_rl.pipeline.collect import collect_traces
+    from sec_rl.web.config import WebConfig
     from sec_rl.web.env import TextEnvironment
 
     parser = argparse.ArgumentParser()
@@ -62,10 +63,7 @@ def main() -> None:
         TextTeacher(args.delay),
         goals,
         args.output_dir,
-        num_workers=args.workers,
-        max_steps=6,
-        layout=args.layout,
-        env_factory=TextEnvironment,
+        WebConfig(web_env="text", web_num_workers=args.workers, web_max_turns=6, web_layout=args.layout),
         progress=False,
     )
     print(summary)

@@ -25,7 +25,7 @@ TASKS = ("click-button", "enter-text")
 
 def build(model: str, output_dir: str, mode: str, per_device: int) -> SECWebGRPOTrainer:
     args = SECWebGRPOConfig(
-        output_dir=output_dir, web_env="text", web_num_workers=2, web_max_turns=2, web_sample_mode=mode,
+        output_dir=output_dir, web_env="text", web_num_workers=2, web_max_turns=2, web_layout=mode,
         web_system_prompt=SYSTEM, web_history=2, web_episodes_per_goal=2 if mode == "per_step" else None,
         curriculum_temperature=0.5, per_device_train_batch_size=per_device, per_device_eval_batch_size=per_device,
         num_generations=2, max_completion_length=10, max_steps=4, logging_steps=1, learning_rate=1e-2,
