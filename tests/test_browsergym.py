@@ -12,7 +12,7 @@ import stat
 
 import psutil
 import pytest
-from conftest import browser_missing
+from helpers.runs import browser_missing
 
 from sec_rl.web import EnvironmentPool, UnknownTaskError, render_messages
 from sec_rl.web import browser as browser_module

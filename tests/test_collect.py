@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers.runs import tests_on_path
+from helpers.text_world import TextTeacher, solve, words
 
 from sec_rl.pipeline.collect import CollectConfig, collect_traces, default_tasks, make_teacher
 from sec_rl.pipeline.traces import Trace, TraceWriter, read_traces, shard_paths
@@ -25,11 +26,8 @@ from sec_rl.web.pool import EnvironmentPool
 from sec_rl.web.rollout import RolloutEngine
 from sec_rl.web.tasks import train_goals
 
-SCRIPT = Path(__file__).parent / "scripts" / "collect_run.py"
-_spec = importlib.util.spec_from_file_location("collect_run", SCRIPT)
-collect_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(collect_run)
-TextTeacher, words = collect_run.TextTeacher, collect_run.words
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "tests" / "scripts" / "collect_run.py"
 
 TEXT_GOALS = [(task, seed) for task in TextEnvironment.TASKS for seed in (3, 4)]
 
@@ -87,12 +85,12 @@ def test_per_step_layout_keeps_the_last_prompt_and_plain_agents_report_no_tokens
     prompt = PromptConfig()
     with EnvironmentPool(TextEnvironment, num_workers=1) as pool:
         results = run_episodes(TextTeacher(), [("enter-text", 3)], pool, max_turns=6, prompt=prompt)
-        plain = run_episodes(lambda m: collect_run.solve(m[-1]["content"]), [("enter-text", 3)], pool, max_turns=6)
+        plain = run_episodes(lambda m: solve(m[-1]["content"]), [("enter-text", 3)], pool, max_turns=6)
     (result,) = results
     assert result.success and result.num_turns == 2
     first = replay("enter-text", 3, [""])[0]
     first_prompt = render_messages(first, (), prompt)
-    replies = [collect_run.solve(first_prompt[1]["content"]), result.messages[-1]["content"]]
+    replies = [solve(first_prompt[1]["content"]), result.messages[-1]["content"]]
     last = replay("enter-text", 3, replies)[-1]
     assert result.messages == [
         *render_messages(last, result.actions[:-1], prompt),
@@ -184,7 +182,7 @@ def test_collection_killed_then_resumed_loses_and_repeats_nothing(tmp_path, capl
     out = tmp_path / "traces"
     seeds = 10
     goals = [(task, seed) for task in TextEnvironment.TASKS for seed in range(3, 3 + seeds)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), tests_on_path()]))
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), str(out), "--seeds", str(seeds), "--delay", "0.4", "--workers", "2"],
         env=env,
@@ -345,7 +343,7 @@ def test_collect_main_end_to_end_with_a_local_model_teacher(tiny_model_dir, tmp_
 
 @pytest.mark.browser
 def test_sec_rl_collect_with_the_scripted_expert_in_chromium(tmp_path, capsys):
-    from conftest import browser_missing
+    from helpers.runs import browser_missing
 
     if reason := browser_missing():
         pytest.skip(reason)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from grpo_run import SUCCESS_PATTERN, build_trainer
 
 from sec_rl import SECGRPOConfig
 from sec_rl.trainers.dynamic_sampling import assemble, informative_groups
-
-sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from grpo_run import SUCCESS_PATTERN, build_trainer  # noqa: E402
 
 
 def test_informative_groups_by_hand():

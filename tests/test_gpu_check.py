@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,8 +12,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from gpu_check import SIZES  # noqa: E402
+# A benchmark script, not a package module: loaded from its file.
+_spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+gpu_check = sys.modules["gpu_check"] = importlib.util.module_from_spec(_spec)  # registered: it has dataclasses
+_spec.loader.exec_module(gpu_check)
+SIZES = gpu_check.SIZES
 
 
 def llama_parameters(vocab: int, hidden: int, layers: int, intermediate: int) -> int:

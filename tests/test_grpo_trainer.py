@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import record_draws, run_two_processes
 from datasets import Dataset
+from grpo_run import SUCCESS_PATTERN, build_trainer, make_reward
+from helpers.runs import record_draws, run_two_processes
 
 from sec_rl import SECGRPOConfig, SECGRPOTrainer
 from sec_rl.curriculum import SelfEvolvingCurriculum
 from sec_rl.tasks.arithmetic import make_arithmetic_dataset
 from sec_rl.trainers.mixin import CURRICULUM_STATE_NAME
-
-sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from grpo_run import SUCCESS_PATTERN, build_trainer, make_reward  # noqa: E402
 
 
 def read_calls(path: Path) -> list[list[str]]:

@@ -12,23 +12,20 @@ from __future__ import annotations
 import importlib.metadata
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
+from helpers.chat import SMOLLM2_TEMPLATE, SYSTEM, TRACE, assistant_mask
+from helpers.hub import StandInHub
+from helpers.web_model import SYSTEM as WEB_SYSTEM
+from helpers.web_model import OracleActor
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sec_rl import SECGRPOConfig, SECGRPOTrainer, SECSFTConfig, SECSFTTrainer
 from sec_rl.models import PACKAGED_MODELS
 from sec_rl.trainers.chat_templates import chatml_training_template
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_chat_templates import SMOLLM2_TEMPLATE, SYSTEM, TRACE, assistant_mask  # noqa: E402
-from test_hub import StandInHub  # noqa: E402
-from test_web_rollout import SYSTEM as WEB_SYSTEM  # noqa: E402
-from test_web_rollout import OracleActor  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SMOLLM2 = PACKAGED_MODELS["smollm2-135m"]

@@ -8,7 +8,7 @@ Chromium through :func:`evaluate` (marked ``browser``).
 from __future__ import annotations
 
 import pytest
-from conftest import browser_missing
+from helpers.runs import browser_missing
 
 from sec_rl.pipeline.scripted import (
     SOLVERS,

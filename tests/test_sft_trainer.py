@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import record_draws, run_two_processes
 from datasets import Dataset
+from helpers.runs import record_draws, run_two_processes
+from sft_run import SYSTEM, build_trainer, make_traces, sft_settings
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sec_rl import SECGRPOConfig, SECSFTConfig, SECSFTTrainer
 from sec_rl.curriculum import CURRICULA, SelfEvolvingCurriculum
 from sec_rl.models.tiny import CHAT_TEMPLATE
 from sec_rl.trainers.mixin import CURRICULUM_STATE_NAME
-
-sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from sft_run import SYSTEM, build_trainer, make_traces, sft_settings  # noqa: E402
 
 CATEGORIES = ["choose-list", "click-button", "enter-text"]
 

@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from text_world import ELEMENT, text_policy
+from helpers.text_world import ELEMENT, text_policy
 
 from sec_rl.web import (
     EnvironmentPool,

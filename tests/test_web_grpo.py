@@ -12,20 +12,16 @@ completions are still trained on as the model's own (their logprobs are recomput
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import psutil
 import pytest
 import torch
+from helpers.runs import browser_missing, run_two_processes
+from helpers.web_model import SYSTEM, KillingActor, OracleActor, build_web_model
 
 from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
 from sec_rl.web.samples import compute_advantages
 from sec_rl.web.tasks import goals_dataset
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import browser_missing, run_two_processes  # noqa: E402
-from test_web_rollout import SYSTEM, KillingActor, OracleActor, build_web_model  # noqa: E402
 
 TASKS = ("click-button", "enter-text")
 
@@ -345,7 +341,6 @@ def check_resumed_exactly(report: dict, mode: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["episode", "per_step"])
 def test_resume_is_exact_with_evaluation(web_model_dir, tmp_path, mode):
-    sys.path.insert(0, str(Path(__file__).parent / "scripts"))
     from web_grpo_run import run
 
     check_resumed_exactly(run(web_model_dir, str(tmp_path), mode, per_device=4), mode)

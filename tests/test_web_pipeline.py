@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import browser_missing
+from helpers.runs import browser_missing
 from trl import ModelConfig, TrlParser
 
 from sec_rl.cli import _demo_domain

@@ -2,48 +2,16 @@
 
     python tests/scripts/collect_run.py OUTPUT_DIR --seeds 12 --delay 0.3 --workers 2
 
-``TextTeacher`` solves :class:`~sec_rl.web.env.TextEnvironment`'s tasks from the last user message (goal and
-page), optionally sleeping ``delay`` seconds per batched call so that a test can kill the run mid-way.
-Its token counts are word counts, so the tests can check the sums against a formula.
+:class:`~helpers.text_world.TextTeacher` solves :class:`~sec_rl.web.env.TextEnvironment`'s tasks from the last user
+message (goal and page), optionally sleeping ``delay`` seconds per batched call so that a test can kill the run
+mid-way. The test that launches it puts ``tests/`` on ``PYTHONPATH`` (as pytest's ``pythonpath`` does in-process).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
 
-from sec_rl.pipeline.teachers import Messages, Reply, Teacher
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from text_world import solve  # noqa: E402  (the tests' shared text-world policy)
-
-
-def words(messages: Messages) -> int:
-    return sum(len(m["content"].split()) for m in messages)
-
-
-class TextTeacher(Teacher):
-    """A scripted expert of the text world; tokens are counted as words (prompt: all messages, completion: reply)."""
-
-    name = "text-expert"
-    num_parameters = 0
-
-    def __init__(self, delay: float = 0.0):
-        self.delay = delay
-        self.calls = 0
-
-    def generate(self, conversations: Sequence[Messages]) -> list[Reply]:
-        self.calls += 1
-        if self.delay:
-            time.sleep(self.delay)
-        replies = []
-        for messages in conversations:
-            text = solve(messages[-1]["content"])
-            replies.append(Reply(text, words(messages), len(text.split())))
-        return replies
+from helpers.text_world import TextTeacher
 
 
 def main() -> None:

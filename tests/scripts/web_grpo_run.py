@@ -11,14 +11,11 @@ import argparse
 import hashlib
 import json
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from test_web_rollout import SYSTEM, OracleActor  # noqa: E402
+from helpers.web_model import SYSTEM, OracleActor
 
-from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer  # noqa: E402
-from sec_rl.web.tasks import goals_dataset  # noqa: E402
+from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
+from sec_rl.web.tasks import goals_dataset
 
 TASKS = ("click-button", "enter-text")
 

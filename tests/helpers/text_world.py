@@ -1,12 +1,18 @@
-"""A scripted policy for :class:`~sec_rl.web.env.TextEnvironment`, reading only the rendered prompt.
+"""A scripted policy and teacher for :class:`~sec_rl.web.env.TextEnvironment`, reading only the rendered prompt.
 
-Shared by the environment, evaluation and collection tests (and ``scripts/collect_run.py``): it solves every
-text-world task from the goal and the accessibility tree of the last user message.
+Shared by the environment, evaluation and collection tests (and ``scripts/collect_run.py``): :func:`solve` answers
+every text-world task from the goal and the accessibility tree of the last user message; :class:`TextTeacher` is
+that policy as a :class:`~sec_rl.pipeline.teachers.Teacher` (the chat-message hook of the episode loop), with word
+counts as token counts so that tests can check the sums against a formula.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Sequence
+
+from sec_rl.pipeline.teachers import Messages, Reply, Teacher
 
 ELEMENT = re.compile(r"\[(\w+)\] (\w+) '([^']*)'(.*)")
 
@@ -43,3 +49,28 @@ def solve(user: str) -> str:
 def text_policy(messages: list[dict[str, str]]) -> str:
     """:func:`solve` as an agent: chat messages in, the reply to the last user message out."""
     return solve(messages[-1]["content"])
+
+
+def words(messages: Messages) -> int:
+    return sum(len(m["content"].split()) for m in messages)
+
+
+class TextTeacher(Teacher):
+    """A scripted expert of the text world; tokens are counted as words (prompt: all messages, completion: reply)."""
+
+    name = "text-expert"
+    num_parameters = 0
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.calls = 0
+
+    def generate(self, conversations: Sequence[Messages]) -> list[Reply]:
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        replies = []
+        for messages in conversations:
+            text = solve(messages[-1]["content"])
+            replies.append(Reply(text, words(messages), len(text.split())))
+        return replies
