@@ -370,8 +370,9 @@ def traces_to_dataset(traces: Iterable[Trace], only_successful: bool = True) -> 
         raise ValueError(
             f"no {what} among {len(traces)} episode(s) ({env_errors} environment error(s)) of teacher(s) {names}: "
             "nothing to train on. Check the teacher's success rate on these tasks (run a few episodes and read "
-            "their messages), that max_steps is enough for them, that the teacher answers in the action format "
-            "(Thought/Action), and its endpoint or model (the traces' 'error' field)." + common
+            "their messages), that web_max_turns (collect's former --max_steps) is enough for them, that the teacher "
+            "answers in the action format (Thought/Action), and its endpoint or model (the traces' 'error' field)."
+            + common
         )
     rows = {name: [getattr(t, name) for t in kept] for name in DATASET_COLUMNS}
     return Dataset.from_dict(rows)
