@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers.runs import tests_on_path
+from helpers.runs import pythonpath_with_tests
 from helpers.text_world import TextTeacher, solve, words
 
 from sec_rl.pipeline.collect import CollectConfig, collect_traces, default_tasks, make_teacher
@@ -182,7 +182,7 @@ def test_collection_killed_then_resumed_loses_and_repeats_nothing(tmp_path, capl
     out = tmp_path / "traces"
     seeds = 10
     goals = [(task, seed) for task in TextEnvironment.TASKS for seed in range(3, 3 + seeds)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), tests_on_path()]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), pythonpath_with_tests()]))
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), str(out), "--seeds", str(seeds), "--delay", "0.4", "--workers", "2"],
         env=env,

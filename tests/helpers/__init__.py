@@ -9,5 +9,5 @@
 - :mod:`helpers.hub`: a local stand-in for the Hub.
 
 Scripts under ``tests/scripts`` that the tests launch as processes get ``tests/`` on ``PYTHONPATH`` from the test
-(``helpers.runs.tests_on_path``), so they import these the same way.
+(``helpers.runs.pythonpath_with_tests``), so they import these the same way.
 """

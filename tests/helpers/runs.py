@@ -30,7 +30,7 @@ def browser_missing() -> str | None:
     return None
 
 
-def tests_on_path() -> str:
+def pythonpath_with_tests() -> str:
     """``PYTHONPATH`` for a script launched from the tests: ``tests/`` first, so that it imports ``helpers``."""
     return os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
 
@@ -46,7 +46,7 @@ def run_two_processes(
         str(TESTS / "scripts" / script),
         "--model", model_dir, "--output_dir", str(output_dir), "--max_steps", str(max_steps), *extra,
     ]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": tests_on_path()}
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath_with_tests()}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     reports = [json.loads((output_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
