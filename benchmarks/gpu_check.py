@@ -164,8 +164,8 @@ def web_run(model_dir: str, size: Size, cuda: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
         config = SECWebGRPOConfig(
             **common(out, size, cuda) | {"per_device_train_batch_size": 2 * size.generations},
-            web_env="text", web_num_workers=2, web_max_turns=2, max_completion_length=2 * size.tokens,
-            max_steps=size.web_steps,
+            web_env="text", web_num_workers=2 * size.generations, web_max_turns=2,
+            max_completion_length=2 * size.tokens, max_steps=size.web_steps,
         )  # fmt: skip
         trainer = SECWebGRPOTrainer(
             model=model_dir, args=config, train_dataset=goals_dataset(WEB_TASKS, range(3, 11)), callbacks=[timer]

@@ -394,3 +394,16 @@ def test_an_unparseable_teacher_action_is_a_failed_step_in_the_trace_not_a_crash
         assert first_reply == {"role": "assistant", "content": BABBLE}
         assert "# Error from your last action" in second_user["content"]  # the agent is told what went wrong
         assert trace.num_steps >= 2 and trace.success  # the episode went on after the invalid step
+
+
+def test_scripted_collection_on_the_text_world_uses_its_own_expert(tmp_path):
+    from sec_rl.pipeline.collect import collect_main
+    from sec_rl.pipeline.traces import read_traces
+
+    argv = ["--env", "text", "--seeds", "2", "--web_num_workers", "2", "--output_dir", str(tmp_path)]
+    assert collect_main(argv) == 0
+    traces = read_traces(tmp_path)
+    assert sorted((t.task, t.seed) for t in traces) == [
+        (task, s) for task in sorted(TextEnvironment.TASKS) for s in (3, 4)
+    ]
+    assert all(t.success for t in traces) and {t.teacher for t in traces} == {"scripted-text-world"}

@@ -31,7 +31,7 @@ def right(messages: list[dict[str, str]]) -> str:
         bid = re.search(rf"\[(\w+)\] button '{re.escape(target.group(1))}'", page).group(1)
         return f"Thought: the {target.group(1)} button.\nAction: click('{bid}')"
     word = re.search(r'Enter "(.+?)" into', goal).group(1)
-    box = re.search(r"\[(\w+)\] textbox 'Answer'(, value)?", page)
+    box = re.search(r"\[(\w+)\] textbox 'Answer'( value=)?", page)
     if box.group(2) is None:
         return f"Thought: type it.\nAction: fill('{box.group(1)}', '{word}')"
     submit = re.search(r"\[(\w+)\] button 'Submit'", page).group(1)

@@ -90,6 +90,17 @@ def check_trained(trainer: ProbeTrainer, before: dict[str, torch.Tensor]) -> Non
     assert trainer._web_pool is None  # closed at the end of training
 
 
+def check_loss_is_hand_computed(trainer: ProbeTrainer) -> None:
+    """TRL's loss of the last step, by hand from its batch: one pass, so the ratio is 1 and DAPO's loss is
+    -sum_i A_i * n_i / sum_i n_i, with n_i the tokens row i trains on (generated, not filtered; not the pages)."""
+    batch = trainer.batches[-1]
+    trained = (batch["completion_mask"] * batch["tool_mask"]).sum(dim=1).float()
+    expected = -(batch["advantages"] * trained).sum() / trained.sum().clamp(min=1.0)
+    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry][-1]
+    assert trainer.args.loss_type == "dapo" and trainer.args.num_iterations == 1 and trainer.args.beta == 0.0
+    assert logged == pytest.approx(expected.item(), abs=1e-4)
+
+
 def generated_mask(episode, completion_length: int) -> list[int]:
     """1 on the tokens the model generated in an episode completion, 0 on the environment's, by construction."""
     mask: list[int] = []
@@ -106,6 +117,7 @@ def test_episode_mode_trains_with_observations_masked(web_model_dir, tmp_path):
     before = snapshot(trainer.model)
     trainer.train()
     check_trained(trainer, before)
+    check_loss_is_hand_computed(trainer)
 
     # The last batch, token by token: TRL's loss mask is 1 exactly on the tokens the model generated.
     batch, result = trainer.batches[-1], trainer.web_last_rollout
@@ -143,6 +155,7 @@ def test_per_step_mode_trains_on_steps_with_discounted_returns(web_model_dir, tm
     before = snapshot(trainer.model)
     trainer.train()
     check_trained(trainer, before)
+    check_loss_is_hand_computed(trainer)
 
     batch, result, rows = trainer.batches[-1], trainer.web_last_rollout, trainer.web_last_rows
     assert len(result.episodes) == 2  # one episode per goal, whose steps fill the goal's two rows
@@ -248,9 +261,7 @@ def test_bad_configurations_fail_early(web_model_dir, tmp_path):
     assert config().curriculum_column == ["task"]
     dataset = goals_dataset(TASKS, [3, 4])
     with pytest.raises(ValueError, match=r"reward_funcs entry 'org/reward-model' is not a function.*reward_weights"):
-        SECWebGRPOTrainer(
-            model=web_model_dir, reward_funcs=["org/reward-model"], args=config(), train_dataset=dataset
-        )
+        SECWebGRPOTrainer(model=web_model_dir, reward_funcs=["org/reward-model"], args=config(), train_dataset=dataset)
     with pytest.raises(ValueError, match=r"needs the columns 'task' and 'seed'"):
         SECWebGRPOTrainer(
             model=web_model_dir,
@@ -418,3 +429,19 @@ def test_evaluation_prompts_a_checkpoint_with_the_ids_its_training_rollouts_read
     assert len(training) == trained.num_turns > 1  # a growing conversation: every turn compared
     first = tokenizer.decode(training[0])
     assert first.startswith("[T]<|im_start|>system\n") and "[... page truncated: " in first
+
+
+def test_trl_warning_about_unscored_rows_is_silenced(web_model_dir, tmp_path, caplog):
+    """Filler and environment-error rows carry no reward by design; TRL's warning about them would flood the logs."""
+    from trl import GRPOTrainer
+
+    trainer = make_trainer(web_model_dir, str(tmp_path), "per_step")
+    inputs = [{"prompt": "p", "task": "click-button", "seed": 3, "web_reward": None}]
+    arguments = (inputs, ["p"], ["c"], [[1]])
+    with caplog.at_level("WARNING"):
+        GRPOTrainer._calculate_rewards(trainer, *arguments)  # TRL alone warns (accelerate prefixes "[RANK 0]")
+        assert any("All reward functions returned None" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        rewards = trainer._calculate_rewards(*arguments)
+    assert torch.isnan(rewards).all()
+    assert not [r for r in caplog.records if "All reward functions returned None" in r.getMessage()]

@@ -255,8 +255,8 @@ class CollectConfig(WebConfig):
     teacher: str = field(
         default="scripted",
         metadata={
-            "help": "Which teacher: 'scripted' (the MiniWoB++ expert, no model), 'openai' (an OpenAI-compatible "
-            "endpoint, e.g. vLLM serving Llama 3.3 70B) or 'transformers' (a local model).",
+            "help": "Which teacher: 'scripted' (the expert of MiniWoB++ or of the text world, no model), 'openai' (an "
+            "OpenAI-compatible endpoint, e.g. vLLM serving Llama 3.3 70B) or 'transformers' (a local model).",
             "choices": list(TEACHER_KINDS),
         },
     )
@@ -391,10 +391,11 @@ class CollectConfig(WebConfig):
 
 def make_teacher(config: CollectConfig) -> Any:
     """The teacher ``config`` describes; its module is imported only now (a scripted run needs no client)."""
-    if config.teacher == "scripted":
-        from sec_rl.pipeline.scripted import ScriptedTeacher
+    if config.teacher == "scripted":  # the expert of the environment collected on
+        from sec_rl.pipeline.scripted import ScriptedTeacher, TextWorldTeacher
 
-        return ScriptedTeacher(config.tasks or None)  # tasks it has no solver for are refused, by name
+        expert = TextWorldTeacher if config.web_env == "text" else ScriptedTeacher
+        return expert(config.tasks or None)  # tasks it has no solver for are refused, by name
     if config.teacher == "openai":
         from sec_rl.pipeline.teachers import OpenAITeacher
 

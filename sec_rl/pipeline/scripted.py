@@ -12,6 +12,9 @@ the ``"episode"`` layout and from the ``# Previous actions`` section in the ``"p
 shows only the last few; solvers therefore read progress from the page wherever the page shows it (field
 values, checked boxes, expanded sections) and from the last action otherwise.
 
+:class:`TextWorldTeacher` is the same expert for the built-in text world (:class:`sec_rl.web.env.TextEnvironment`),
+whose pages it reads the same way: expert traces, and a whole pipeline, without a browser.
+
 A page it cannot read, a task it does not know, or a page that lacks what its solver needs gets
 an honest ``noop()`` reply saying why; the teacher never raises on a conversation.
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,7 +44,9 @@ __all__ = [
     "PageParseError",
     "ScriptedTeacher",
     "Move",
+    "TEXT_WORLD_SOLVERS",
     "TaskUnsolvableError",
+    "TextWorldTeacher",
     "Turn",
     "read_turn",
     "solve",
@@ -63,7 +68,7 @@ _LINE = re.compile(
     rf"(?: (?P<name>{_QUOTED}))?(?: value=(?P<value>{_QUOTED}|[^,\s]+))?(?P<attrs>,.*)?$"
 )
 _ATTR = re.compile(rf",\s*(?P<key>[A-Za-z][\w-]*)(?:=(?P<value>{_QUOTED}|[^,]*))?")
-_TASK_URL = re.compile(r"/miniwob/(?P<task>[\w-]+)\.html")
+_TASK_URL = re.compile(r"(?:/miniwob/|^text://)(?P<task>[\w-]+)(?:\.html|$)")  # MiniWoB++ pages; the text world's
 
 
 def _literal(text: str | None) -> Any:
@@ -137,7 +142,7 @@ class AXPage:
 
     @property
     def task(self) -> str | None:
-        """The MiniWoB task name, from the root's URL (``.../miniwob/<task>.html``)."""
+        """The task name, from the root's URL (``.../miniwob/<task>.html``, or ``text://<task>`` in the text world)."""
         for node in self.nodes[:3]:
             match = _TASK_URL.search(str(node.attrs.get("url", "")))
             if match:
@@ -362,6 +367,14 @@ def _click_named_button(turn: Turn) -> Move:
         raise TaskUnsolvableError("the goal names no button")
     button = turn.page.one("button", match.group(1))
     return _click(button, f"button {button.name} has bid {button.bid}.")
+
+
+def _click_quoted_button(turn: Turn) -> Move:  # the text world's click-button (TEXT_WORLD_SOLVERS)
+    labels = _quoted(turn.goal)
+    if not labels:
+        raise TaskUnsolvableError("the goal quotes no button label")
+    button = turn.page.one("button", labels[0])
+    return _click(button, f"the {button.name!r} button has bid {button.bid}.")
 
 
 @_solver("click-dialog", "click-dialog-2")
@@ -716,17 +729,39 @@ class ScriptedTeacher(Teacher):
 
     name = "scripted-expert"
     num_parameters = 0
+    solvers: Mapping[str, Solver] = SOLVERS  # task -> solver: what a subclass for another environment replaces
     tasks: tuple[str, ...] = tuple(sorted(SOLVERS))
 
     def __init__(self, tasks: Sequence[str] | None = None):
         if isinstance(tasks, str):
             tasks = [tasks]
         if tasks is not None:
-            unknown = sorted(set(tasks) - set(SOLVERS))
+            unknown = sorted(set(tasks) - set(self.solvers))
             if unknown:
-                raise ValueError(f"the scripted teacher has no solver for {unknown}: choose among {sorted(SOLVERS)}.")
+                raise ValueError(
+                    f"the scripted teacher has no solver for {unknown}: choose among {sorted(self.solvers)}."
+                )
             self.tasks = tuple(sorted(set(tasks)))
-        self._solvers = {task: SOLVERS[task] for task in self.tasks}
+        self._solvers = {task: self.solvers[task] for task in self.tasks}
 
     def generate(self, conversations: Sequence[Messages]) -> list[Reply]:
         return [Reply(solve(messages, self._solvers).text, 0, 0) for messages in conversations]
+
+
+TEXT_WORLD_SOLVERS: dict[str, Solver] = {
+    "click-button": _click_quoted_button,
+    "enter-text": _enter_text,
+    "click-checkboxes": _click_checkboxes,
+}
+
+
+class TextWorldTeacher(ScriptedTeacher):
+    """The scripted expert of the text world (:class:`sec_rl.web.env.TextEnvironment`): traces without a browser.
+
+    Its tasks share their names with MiniWoB++ tasks that the study holds out, so they have a table of their own:
+    :class:`ScriptedTeacher` still knows only MiniWoB++ training tasks.
+    """
+
+    name = "scripted-text-world"
+    solvers = TEXT_WORLD_SOLVERS
+    tasks = tuple(sorted(TEXT_WORLD_SOLVERS))

@@ -300,9 +300,7 @@ class GRPOCurriculumMixin(CurriculumMixin):
             return inputs
         local, self._curriculum_arms = self._draw_rows(len(inputs), repeats=self.num_generations)
         columns = inputs[0].keys()
-        self._curriculum_drawn = [
-            {k: v for k, v in self.train_dataset[i].items() if k in columns} for i in local
-        ]
+        self._curriculum_drawn = [{k: v for k, v in self.train_dataset[i].items() if k in columns} for i in local]
         return self._curriculum_drawn
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

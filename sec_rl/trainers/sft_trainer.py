@@ -118,8 +118,10 @@ class SFTCurriculumMixin(CurriculumMixin):
     # -- set-up ------------------------------------------------------------------------------------
     def _setup_curriculum(self, curriculum: Curriculum | None) -> None:
         args = self.args
-        if args.curriculum_pools is not None or getattr(curriculum, "arms_are_pools", False) or (
-            curriculum is None and args.curriculum in POOL_STRATEGIES
+        if (
+            args.curriculum_pools is not None
+            or getattr(curriculum, "arms_are_pools", False)
+            or (curriculum is None and args.curriculum in POOL_STRATEGIES)
         ):
             raise ValueError(
                 "difficulty pools move problems by their group success rate, which SFT on fixed traces does not "

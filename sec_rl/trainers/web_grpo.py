@@ -83,7 +83,7 @@ def web_reward(completions: list[Any], web_reward: list[float | None], **kwargs:
 
 
 def _silence_unscored_rows(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("All reward functions returned None")
+    return "All reward functions returned None" not in record.getMessage()  # accelerate may prefix "[RANK i] "
 
 
 def _carried_reward(index: int, func: Callable[..., Any]) -> Callable[..., list[float | None]]:

@@ -253,12 +253,13 @@ class TextEnvironment(WebEnvironment):
         return float(checked == self._targets)
 
     def _render(self, last_action: str, error: str, step: int) -> Observation:
-        lines = [f"RootWebArea '{self._title} Task', focused"]
+        assert self._observation is not None
+        lines = [f"RootWebArea '{self._title} Task', focused, url='{self._observation.url}'"]
         html = [f"<body><h1>{self._title} Task</h1>"]
         for e in self._elements:
             state = ""
             if e.role == "textbox":
-                state = f", value='{e.value}'" if e.value else ""
+                state = f" value='{e.value}'" if e.value else ""  # as BrowserGym writes it
                 html.append(f'<input bid="{e.bid}" type="text" aria-label="{e.name}" value="{e.value}">')
             elif e.role == "checkbox":
                 state = f", checked='{str(e.checked).lower()}'"
@@ -268,7 +269,6 @@ class TextEnvironment(WebEnvironment):
             else:
                 html.append(f'<button bid="{e.bid}">{e.name}</button>')
             lines.append(f"\t[{e.bid}] {e.role} '{e.name}'{state}")
-        assert self._observation is not None
         return replace(
             self._observation,
             axtree="\n".join(lines),

@@ -46,7 +46,7 @@ def oracle_action(context: str) -> str:
         bid = re.search(rf"\[(\w+)\] button '{re.escape(target.group(1))}'", page).group(1)
         return f"Thought: the {target.group(1)} button.\nAction: click('{bid}')"
     if word := re.search(r'Enter "(.+?)" into', goal):
-        box = re.search(r"\[(\w+)\] textbox 'Answer'(, value)?", page)
+        box = re.search(r"\[(\w+)\] textbox 'Answer'( value=)?", page)
         if box.group(2) is None:
             return f"Thought: type it.\nAction: fill('{box.group(1)}', '{word.group(1)}')"
     bid = re.search(r"\[(\w+)\] button 'Submit'", page) or re.search(r"\[(\w+)\] button", page)

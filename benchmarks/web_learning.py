@@ -1,0 +1,386 @@
+"""Does web RL learn? SEC-GRPO from a weak SFT start, several seeds, both sample modes, paired intervals.
+
+The scripted expert (``TextWorldTeacher``; ``ScriptedTeacher`` on MiniWoB++) collects traces on the training goals;
+a tiny student built offline learns them by SFT, saved at each of ``--sft_budgets`` (optimizer steps, constant
+learning rate after warm-up, so that each checkpoint is that budget's SFT). Each is evaluated greedily on the
+held-out goals; the *start* is the first whose success lies in ``--start_range`` (a weak policy, which succeeds on
+some goals and fails on others), else the closest. From that checkpoint, ``SECWebGRPOTrainer`` trains for
+``--rl_steps`` steps in each sample mode (``episode``, ``per_step``) with each seed. Every ``--eval_every`` steps
+a checkpoint is evaluated greedily on the held-out goals (seeds never trained on), so each run has a learning
+curve: sampled success per step (the rollouts') and greedy success per checkpoint.
+
+The figure of merit is the final greedy success minus the start's, paired on the same goals. Its 95% interval is a
+percentile bootstrap that resamples seeds and goals (the seed-to-seed spread of RL counts, not only the goals').
+
+    python benchmarks/web_learning.py                                   # text world, 5 seeds, both modes
+    python benchmarks/web_learning.py --jobs 8 --device cuda            # a GPU machine: 8 runs at once
+    python benchmarks/web_learning.py --summary_only                    # the table from the saved runs
+    python benchmarks/web_learning.py --env browsergym --tasks click-test click-test-2 click-dialog \\
+        click-dialog-2 focus-text-2 enter-text --train_seed_start 3 --eval_seeds 3  # MiniWoB++ (Chromium)
+
+Resumable: traces, the student, the SFT checkpoint, the start's evaluation and each (mode, seed) run are kept in
+``--output_dir`` and skipped when done. The summary (``summary.json``, ``summary.md``) records the settings, the
+machine and the package versions.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import TrainerCallback
+
+MODES = ("episode", "per_step")
+
+
+@dataclass
+class WebLearningArguments:
+    """Settings of the study; the defaults are the text-world run documented in docs/web-learning.md."""
+
+    output_dir: str = field(default="outputs/web-learning", metadata={"help": "Every stage's outputs."})
+    env: str = field(default="text", metadata={"help": "'text' (the text world) or 'browsergym' (MiniWoB++)."})
+    tasks: list[str] = field(
+        default_factory=lambda: ["click-button", "enter-text", "click-checkboxes"],
+        metadata={"help": "Training tasks (their held-out goals are the evaluation)."},
+    )
+    train_seed_start: int = field(
+        default=1000, metadata={"help": "Training goals are seeds train_seed_start.. (traces and RL)."}
+    )
+    train_seeds: int = field(default=200, metadata={"help": "Training seeds per task."})
+    eval_seeds: int = field(default=100, metadata={"help": "Held-out goals per task: seeds 0..eval_seeds-1."})
+    max_turns: int = field(default=4, metadata={"help": "Actions per episode at most."})
+    num_workers: int = field(default=4, metadata={"help": "Environments in parallel (per run)."})
+    hidden_size: int = field(default=128, metadata={"help": "Width of the tiny student."})
+    num_layers: int = field(default=2, metadata={"help": "Layers of the tiny student."})
+    vocab_size: int = field(default=1024, metadata={"help": "Tokenizer vocabulary (trained on the traces)."})
+    num_heads: int = field(default=4, metadata={"help": "Attention heads of the tiny student."})
+    sft_budgets: list[int] = field(
+        default_factory=lambda: [150, 300, 600, 1200], metadata={"help": "SFT checkpoints (optimizer steps)."}
+    )
+    start_range: list[float] = field(
+        default_factory=lambda: [0.2, 0.5], metadata={"help": "Held-out success wanted of the start (low high)."}
+    )
+    sft_lr: float = field(default=1e-3, metadata={"help": "SFT learning rate (constant after warm-up)."})
+    sft_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
+    modes: list[str] = field(default_factory=lambda: list(MODES), metadata={"help": "Sample modes to run."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "RL seeds."})
+    rl_steps: int = field(default=40, metadata={"help": "RL optimizer steps."})
+    rl_lr: float = field(default=1e-4, metadata={"help": "RL learning rate."})
+    prompts_per_step: int = field(default=8, metadata={"help": "Goals per RL step."})
+    num_generations: int = field(default=4, metadata={"help": "Episodes per goal (the GRPO group)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Tokens per turn (rollouts and evaluation)."})
+    curriculum: str = field(default="sec", metadata={"help": "Curriculum over tasks in RL ('none': uniform)."})
+    curriculum_temperature: float = field(default=0.2, metadata={"help": "Boltzmann temperature of SEC in RL."})
+    skip_steps_without_signal: bool = field(
+        default=True, metadata={"help": "Leave the weights alone on steps whose batch has no non-zero advantage."}
+    )
+    eval_every: int = field(default=10, metadata={"help": "Greedy evaluation every this many RL steps."})
+    device: str = field(default="cpu", metadata={"help": "'cpu' or 'cuda': SFT and the start's evaluation."})
+    rl_device: str | None = field(
+        default=None,
+        metadata={
+            "help": "Device of the RL runs (default: --device). A tiny student's runs go well as CPU processes."
+        },
+    )
+    jobs: int = field(default=1, metadata={"help": "RL runs at once (processes)."})
+    threads: int | None = field(default=None, metadata={"help": "Torch threads per run (default: cores / jobs)."})
+    resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples."})
+    summary_only: bool = field(default=False, metadata={"help": "Only the summary, from the saved runs."})
+
+
+# -- the stages ------------------------------------------------------------------------------------------------------
+def _web(args: WebLearningArguments, layout: str = "episode") -> Any:
+    """The web settings of every stage (collection, training, evaluation): a layout's prompts are the same in all."""
+    from sec_rl.web.config import WebConfig
+
+    return WebConfig(
+        web_env=args.env, web_num_workers=args.num_workers, web_max_turns=args.max_turns, web_layout=layout,
+        web_actions=["click", "fill", "noop"],
+    )  # fmt: skip
+
+
+def _train_seeds(args: WebLearningArguments) -> range:
+    if args.train_seed_start < args.eval_seeds:
+        raise ValueError(
+            f"training seeds from {args.train_seed_start} overlap the held-out goals (seeds 0..{args.eval_seeds - 1}):"
+            " raise --train_seed_start or lower --eval_seeds."
+        )
+    return range(args.train_seed_start, args.train_seed_start + args.train_seeds)
+
+
+def collect(args: WebLearningArguments, out: Path) -> None:
+    from sec_rl.pipeline.collect import collect_traces
+    from sec_rl.pipeline.scripted import ScriptedTeacher, TextWorldTeacher
+
+    web = _web(args)
+    with (TextWorldTeacher if args.env == "text" else ScriptedTeacher)(args.tasks) as teacher:
+        collect_traces(teacher, [(t, s) for t in args.tasks for s in _train_seeds(args)], out / "traces", web,
+                       progress=False)  # fmt: skip
+
+
+def build_student(args: WebLearningArguments, out: Path) -> None:
+    from sec_rl.models.tiny import build_tiny_model_and_tokenizer
+    from sec_rl.pipeline.traces import read_traces, traces_to_dataset
+
+    dataset = traces_to_dataset(read_traces(out / "traces"), only_successful=True)
+    texts = [message["content"] for row in dataset["messages"] for message in row]
+    build_tiny_model_and_tokenizer(texts, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+                                   num_layers=args.num_layers, num_heads=args.num_heads,
+                                   max_position_embeddings=4096, seed=0, output_dir=out / "student-init")  # fmt: skip
+
+
+def _common(args: WebLearningArguments, output_dir: Path, seed: int) -> dict[str, Any]:
+    return {
+        "output_dir": str(output_dir), "use_cpu": args.device == "cpu", "bf16": False, "report_to": "none",
+        "seed": seed, "logging_steps": 1, "gradient_checkpointing": False, "disable_tqdm": True,
+        "curriculum_column": ["task"], "curriculum_seed": seed,
+    }  # fmt: skip
+
+
+class _SaveAt(TrainerCallback):
+    """Saves a checkpoint at each budget (the model only: these are starts, not resume points)."""
+
+    def __init__(self, steps: list[int]):
+        self.steps = set(steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_save = control.should_save or state.global_step in self.steps
+
+
+def sft(args: WebLearningArguments, out: Path) -> None:
+    from trl import ModelConfig
+
+    from sec_rl.pipeline.stages import WebSFTArguments, _load_model, load_sft_dataset
+    from sec_rl.trainers import SECSFTConfig, SECSFTTrainer
+
+    config = SECSFTConfig(
+        max_steps=max(args.sft_budgets), learning_rate=args.sft_lr, per_device_train_batch_size=args.sft_batch_size,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=min(50, max(1, min(args.sft_budgets) // 5)),
+        max_length=4096, save_strategy="no", save_only_model=True, curriculum="sec", curriculum_temperature=1.0,
+        curriculum_kwargs={"unsampled": "keep"},
+        **{**_common(args, out / "sft", 0), "logging_steps": max(1, max(args.sft_budgets) // 10)},
+    )  # fmt: skip
+    model, tokenizer = _load_model(ModelConfig(str(out / "student-init")))
+    dataset = load_sft_dataset(WebSFTArguments(traces=str(out / "traces")))
+    trainer = SECSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                            callbacks=[_SaveAt(args.sft_budgets)])  # fmt: skip
+    trainer.train()
+    (out / "sft" / "done").write_text(json.dumps(trainer.state.log_history))
+
+
+def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, dict[str, float]]]:
+    """Every budget's greedy success per held-out goal, and the budget RL starts from (see the module docstring)."""
+    budgets = sorted(args.sft_budgets)
+    checkpoints = {f"sft-{b}": str(out / "sft" / f"checkpoint-{b}") for b in budgets}
+    outcomes = evaluate(args, checkpoints, out / "start", args.device)
+    per_budget = {b: outcomes[f"sft-{b}"] for b in budgets}
+    success = {b: _mean(goals) for b, goals in per_budget.items()}
+    low, high = args.start_range
+    inside = [b for b in budgets if low <= success[b] <= high]
+    start = inside[0] if inside else min(budgets, key=lambda b: abs(success[b] - (low + high) / 2))
+    return start, per_budget
+
+
+def evaluate(
+    args: WebLearningArguments, stages: dict[str, str], output_dir: Path, device: str, layout: str = "episode"
+) -> dict[str, dict[str, float]]:
+    """Greedy success of each stage (a checkpoint folder) per held-out goal: ``{stage: {"task/seed": 0 or 1}}``."""
+    from sec_rl.pipeline.report import evaluate_stages, stage_file
+
+    evaluate_stages(stages, _web(args, layout), goal_tasks=args.tasks, task_tasks=[],
+                    goal_seeds=range(args.eval_seeds), output_dir=output_dir, max_new_tokens=args.max_new_tokens,
+                    batch_size=64, device=device)  # fmt: skip
+    outcomes = {}
+    for name in stages:
+        episodes = json.loads(stage_file(output_dir, name).read_text())["splits"]["goals"]["report"]["episodes"]
+        outcomes[name] = {f"{e['task']}/{e['seed']}": float(e["success"]) for e in episodes if not e.get("env_error")}
+    return outcomes
+
+
+def _web_fields(args: WebLearningArguments, layout: str) -> dict[str, Any]:
+    """The ``web_*`` fields of :func:`_web`, for the training config (which carries them itself)."""
+    from dataclasses import fields
+
+    web = _web(args, layout)
+    return {f.name: getattr(web, f.name) for f in fields(web) if f.name != "web_sample_mode"}
+
+
+def _mean(goals: dict[str, float]) -> float:
+    return float(np.mean(list(goals.values()))) if goals else float("nan")
+
+
+def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: int) -> dict[str, Any]:
+    """One RL run from the start; its curves (sampled success per step, greedy per checkpoint), also in ``runs/``."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
+    from sec_rl.web.tasks import goals_dataset
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.jobs))
+    run_dir = out / "runs" / f"{mode}-seed{seed}"
+    device = args.rl_device or args.device
+    tick = time.perf_counter()
+    config = SECWebGRPOConfig(
+        max_steps=args.rl_steps, learning_rate=args.rl_lr,
+        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+        num_generations=args.num_generations, temperature=args.temperature, max_completion_length=args.max_new_tokens,
+        beta=0.0, save_strategy="steps", save_steps=args.eval_every, save_only_model=True,
+        curriculum=args.curriculum, curriculum_temperature=args.curriculum_temperature,
+        skip_steps_without_signal=args.skip_steps_without_signal, **_web_fields(args, mode),
+        **{**_common(args, run_dir / "train", seed), "use_cpu": device == "cpu"},
+    )  # fmt: skip
+    start_dir = out / "sft" / f"checkpoint-{start}"
+    trainer = SECWebGRPOTrainer(
+        model=str(start_dir), args=config, train_dataset=goals_dataset(args.tasks, _train_seeds(args))
+    )
+    trainer.train()
+    log = trainer.state.log_history
+    del trainer
+    train_seconds = time.perf_counter() - tick
+    checkpoints = sorted((run_dir / "train").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    greedy = evaluate(args, {p.name.split("-")[1]: str(p) for p in checkpoints}, run_dir / "eval", device, mode)
+    result = {
+        "mode": mode, "seed": seed, "start": start,
+        "sampled_success": [e["web/success_rate"] for e in log if "web/success_rate" in e],
+        "steps_skipped": max((e.get("steps_skipped_without_signal", 0) for e in log), default=0),
+        "greedy": greedy,  # {"step": {"task/seed": success}}
+        "train_seconds": train_seconds, "seconds": time.perf_counter() - tick,
+    }  # fmt: skip
+    (out / "runs" / f"{mode}-seed{seed}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+# -- the summary -----------------------------------------------------------------------------------------------------
+def paired_bootstrap(differences: np.ndarray, resamples: int, rng: np.random.Generator) -> tuple[float, float]:
+    """95% percentile interval of the mean of a (seeds x goals) matrix, resampling seeds and goals."""
+    seeds, goals = differences.shape
+    means = np.empty(resamples)
+    for i in range(resamples):
+        rows = differences[rng.integers(0, seeds, seeds)]
+        means[i] = rows[:, rng.integers(0, goals, goals)].mean()
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarize(
+    args: WebLearningArguments,
+    out: Path,
+    start: int,
+    budgets: dict[int, dict[str, float]],
+    baselines: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    from sec_rl.provenance import environment_info
+
+    rng = np.random.default_rng(0)
+    goals = sorted(budgets[start])
+    rows, curves = {}, {}
+    for mode in args.modes:
+        before = baselines[mode]  # the start, prompted in this mode's layout (as RL trains and evaluates it)
+        runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob(f"{mode}-seed*.json"))]
+        runs = [run for run in runs if run["start"] == start]
+        if not runs:
+            continue
+        final = [run["greedy"][max(run["greedy"], key=int)] for run in runs]
+        diffs = np.array([[f[g] - before[g] for g in goals] for f in final])
+        low, high = paired_bootstrap(diffs, args.resamples, rng)
+        rows[mode] = {
+            "seeds": [run["seed"] for run in runs], "start": _mean(before), "final": [_mean(f) for f in final],
+            "difference": float(diffs.mean()), "low": low, "high": high, "excludes_zero": low > 0 or high < 0,
+            "steps_skipped": [run["steps_skipped"] for run in runs],
+            "minutes_per_run": float(np.mean([run["seconds"] for run in runs]) / 60),
+        }  # fmt: skip
+        curves[mode] = {
+            "greedy": {"0": [_mean(before)] * len(runs)}
+            | {step: [_mean(run["greedy"][step]) for run in runs] for step in runs[0]["greedy"]},
+            "sampled": [run["sampled_success"] for run in runs],
+        }
+    summary = {
+        "settings": asdict(args), "environment": environment_info(), "goals": len(goals), "start": start,
+        "sft_success": {b: _mean(g) for b, g in budgets.items()}, "modes": rows, "curves": curves,
+    }  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    lines = [
+        f"Held-out goals: {len(goals)} ({', '.join(args.tasks)}; seeds 0-{args.eval_seeds - 1}), greedy.",
+        "SFT budgets (steps: success): "
+        + ", ".join(f"{b}: {_mean(g):.1%}" for b, g in budgets.items())
+        + f"; RL starts from {start} steps.",
+        "",
+        "| mode | seeds | start | final success per seed | RL - start [95% interval] | excludes 0 | steps skipped |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, row in rows.items():
+        finals = ", ".join(f"{f:.1%}" for f in row["final"])
+        lines.append(
+            f"| {mode} | {len(row['seeds'])} | {row['start']:.1%} | {finals} | {row['difference']:+.1%} "
+            f"[{row['low']:+.1%}, {row['high']:+.1%}] | {'yes' if row['excludes_zero'] else 'no'} | "
+            f"{row['steps_skipped']} |"
+        )
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return summary
+
+
+def main(args: WebLearningArguments) -> dict[str, Any]:
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(args.modes) - set(MODES))
+    if unknown:
+        raise ValueError(f"unknown sample mode {unknown}: choose among {list(MODES)}.")
+    (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
+    if not args.summary_only:
+        for name, done, stage in (
+            ("traces", out / "traces" / "compute.json", collect),
+            ("student", out / "student-init" / "config.json", build_student),
+            ("sft", out / "sft" / "done", sft),
+        ):
+            if not done.exists():
+                tick = time.perf_counter()
+                print(f"[{name}] running", flush=True)
+                stage(args, out)
+                print(f"[{name}] {time.perf_counter() - tick:.0f} s", flush=True)
+    start, budgets = choose_start(args, out)
+    print("[start] " + ", ".join(f"SFT {b}: {_mean(g):.1%}" for b, g in budgets.items()) + f" -> {start}", flush=True)
+    checkpoint = {"start": str(out / "sft" / f"checkpoint-{start}")}
+    baselines = {
+        mode: budgets[start] if mode == "episode" else
+        evaluate(args, checkpoint, out / f"start-{start}-{mode}", args.device, mode)["start"]
+        for mode in args.modes
+    }  # fmt: skip
+    if not args.summary_only:
+        (out / "runs").mkdir(exist_ok=True)
+        todo = [(m, s) for m in args.modes for s in args.seeds if not _done(out, start, m, s)]
+        jobs = [(args, out, start, m, s) for m, s in todo]
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(rl_run, *job): job[3:] for job in jobs}
+            for future in as_completed(futures):
+                try:
+                    print(_describe(future.result()), flush=True)
+                except Exception as error:  # one failed run must not lose the others; its file is missing
+                    print(f"[{' seed '.join(map(str, futures[future]))}] failed: {type(error).__name__}: {error}")
+    return summarize(args, out, start, budgets, baselines)
+
+
+def _done(out: Path, start: int, mode: str, seed: int) -> bool:
+    file = out / "runs" / f"{mode}-seed{seed}.json"
+    return file.exists() and json.loads(file.read_text())["start"] == start
+
+
+def _describe(result: dict[str, Any]) -> str:
+    curve = " ".join(f"{step}:{_mean(goals):.0%}" for step, goals in result["greedy"].items())
+    return f"[{result['mode']} seed {result['seed']}] greedy {curve} ({result['seconds'] / 60:.1f} min)"
+
+
+if __name__ == "__main__":
+    from trl import TrlParser
+
+    (parsed,) = TrlParser(WebLearningArguments, description=__doc__).parse_args_and_config()
+    main(parsed)
