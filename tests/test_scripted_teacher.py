@@ -371,12 +371,13 @@ def test_teacher_solves_tasks_in_the_browser():
 
 def test_text_world_teacher_solves_every_text_world_task():
     from sec_rl.pipeline.scripted import TextWorldTeacher
+    from sec_rl.web.config import WebConfig
     from sec_rl.web.env import TextEnvironment
     from sec_rl.web.evaluate import evaluate
 
     teacher = TextWorldTeacher()
     assert set(teacher.tasks) == set(TextEnvironment.TASKS) and teacher.name == "scripted-text-world"
-    report = evaluate(teacher, TextEnvironment.TASKS, range(20), num_workers=2, env_factory=TextEnvironment)
+    report = evaluate(teacher, TextEnvironment.TASKS, range(20), WebConfig(web_env="text", web_num_workers=2))
     assert report.overall.success_rate == 1.0 and report.overall.episodes == 60
     with pytest.raises(ValueError, match="no solver for \\['click-test'\\]"):
         TextWorldTeacher(["click-test"])  # MiniWoB++'s expert and the text world's keep their own tables
