@@ -70,6 +70,10 @@ class RealStudentArguments:
     rollout_temperature: float = field(default=0.5, metadata={"help": "Sampling temperature of RL rollouts."})
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens per turn (rollouts and evaluation)."})
     seed: int = field(default=0, metadata={"help": "Seed of training."})
+    eval_stages: list[str] = field(
+        default_factory=lambda: ["zero-shot", "sft", "sft+rl"],
+        metadata={"help": "Stages to evaluate (the untrained student's prose makes zero-shot the slowest)."},
+    )
 
 
 def _stage(out: Path, name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -236,6 +240,10 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
     records["grpo"] = _stage(out, "grpo", lambda: _grpo(args, out, sft_model))
     rl_model = _merged(out / "grpo", sft_model) if args.use_lora else str(out / "grpo")
     stages = {"zero-shot": student, "sft": sft_model, "sft+rl": rl_model}
+    unknown = sorted(set(args.eval_stages) - set(stages))
+    if unknown:
+        raise ValueError(f"unknown --eval_stages {unknown}: choose among {list(stages)}.")
+    stages = {name: path for name, path in stages.items() if name in args.eval_stages}
     records["evaluate"] = _stage(out, "evaluate", lambda: _evaluate(args, out, stages))
 
     report = StageReport.load(out / "eval")
