@@ -205,14 +205,9 @@ def _evaluate(args: RealStudentArguments, out: Path, stages: dict[str, str]) -> 
 
 def paired_difference(out: Path, stage: str, baseline: str, split: str, resamples: int = 2000) -> dict[str, Any]:
     """Mean success difference ``stage - baseline`` on the episodes both ran (same task, seed), bootstrap 95%."""
-    from sec_rl.pipeline.report import stage_file
+    from sec_rl.pipeline.report import episode_outcomes
 
-    def outcomes(name: str) -> dict[tuple[str, int], float]:
-        data = json.loads(stage_file(out / "eval", name).read_text())["splits"].get(split)
-        episodes = data["report"]["episodes"] if data else []
-        return {(e["task"], int(e["seed"])): float(e["success"]) for e in episodes if not e.get("env_error")}
-
-    a, b = outcomes(stage), outcomes(baseline)
+    a, b = episode_outcomes(out / "eval", stage, split), episode_outcomes(out / "eval", baseline, split)
     keys = sorted(a.keys() & b.keys())
     if not keys:
         return {"episodes": 0}

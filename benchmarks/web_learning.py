@@ -193,16 +193,17 @@ def evaluate(
     args: WebLearningArguments, stages: dict[str, str], output_dir: Path, device: str, layout: str = "episode"
 ) -> dict[str, dict[str, float]]:
     """Greedy success of each stage (a checkpoint folder) per held-out goal: ``{stage: {"task/seed": 0 or 1}}``."""
-    from sec_rl.pipeline.report import evaluate_stages, stage_file
+    from sec_rl.pipeline.report import episode_outcomes, evaluate_stages
 
     evaluate_stages(stages, _web(args, layout), goal_tasks=args.tasks, task_tasks=[],
                     goal_seeds=range(args.eval_seeds), output_dir=output_dir, max_new_tokens=args.max_new_tokens,
                     batch_size=64, device=device)  # fmt: skip
-    outcomes = {}
-    for name in stages:
-        episodes = json.loads(stage_file(output_dir, name).read_text())["splits"]["goals"]["report"]["episodes"]
-        outcomes[name] = {f"{e['task']}/{e['seed']}": float(e["success"]) for e in episodes if not e.get("env_error")}
-    return outcomes
+    return {
+        name: {
+            f"{task}/{seed}": success for (task, seed), success in episode_outcomes(output_dir, name, "goals").items()
+        }
+        for name in stages
+    }
 
 
 def _web_fields(args: WebLearningArguments, layout: str) -> dict[str, Any]:

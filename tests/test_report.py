@@ -12,7 +12,14 @@ import re
 
 import pytest
 
-from sec_rl.pipeline.report import REPORT_FILE, StageReport, evaluate_stages, format_score, stage_file
+from sec_rl.pipeline.report import (
+    REPORT_FILE,
+    StageReport,
+    episode_outcomes,
+    evaluate_stages,
+    format_score,
+    stage_file,
+)
 from sec_rl.web import EnvironmentPool, TextEnvironment, WebConfig
 from sec_rl.web.evaluate import TaskScore, bootstrap_interval
 
@@ -95,6 +102,10 @@ def test_always_right_and_always_wrong(tmp_path):
     wrong_episodes = json.loads(stage_file(tmp_path, "wrong").read_text())["splits"]["goals"]["report"]["episodes"]
     assert {e["steps"] for e in wrong_episodes} == {3}  # ran out of steps
     assert (tmp_path / REPORT_FILE).is_file() and (tmp_path / "table.md").is_file()
+    # Per-episode outcomes by (task, seed), what paired comparisons of two stages pair.
+    assert episode_outcomes(tmp_path, "right", "tasks") == {("enter-text", s): 1.0 for s in range(4)}
+    assert episode_outcomes(tmp_path, "wrong", "goals") == {("click-button", s): 0.0 for s in range(3)}
+    assert episode_outcomes(tmp_path, "right", "unevaluated") == {}
 
 
 def test_intervals_match_bootstrap_on_the_same_outcomes(tmp_path, pool):

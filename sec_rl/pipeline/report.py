@@ -43,6 +43,7 @@ __all__ = [
     "SPLITS",
     "StageReport",
     "StageResult",
+    "episode_outcomes",
     "evaluate_stages",
     "format_score",
     "stage_file",
@@ -290,6 +291,16 @@ def stage_file(output_dir: str | os.PathLike[str], stage: str) -> Path:
     """Where a stage's results go: ``<output_dir>/<stage>.json``, the name made safe for any file system."""
     slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", stage).strip("._") or "stage"
     return Path(output_dir) / f"{slug}.json"
+
+
+def episode_outcomes(output_dir: str | os.PathLike[str], stage: str, split: str) -> dict[tuple[str, int], float]:
+    """Success (0 or 1) of each episode a stage ran on ``split``, by (task, seed): what paired comparisons pair.
+
+    Episodes lost to environment errors are left out; a split the stage was not evaluated on gives ``{}``.
+    """
+    data = json.loads(stage_file(output_dir, stage).read_text())["splits"].get(split)
+    episodes = data["report"]["episodes"] if data else []
+    return {(e["task"], int(e["seed"])): float(e["success"]) for e in episodes if not e.get("env_error")}
 
 
 def _read_stage_file(file: Path, stage: str) -> dict[str, Any] | None:
