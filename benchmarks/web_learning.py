@@ -206,14 +206,6 @@ def evaluate(
     }
 
 
-def _web_fields(args: WebLearningArguments, layout: str) -> dict[str, Any]:
-    """The ``web_*`` fields of :func:`_web`, for the training config (which carries them itself)."""
-    from dataclasses import fields
-
-    web = _web(args, layout)
-    return {f.name: getattr(web, f.name) for f in fields(web) if f.name != "web_sample_mode"}
-
-
 def _mean(goals: dict[str, float]) -> float:
     return float(np.mean(list(goals.values()))) if goals else float("nan")
 
@@ -237,7 +229,7 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
         num_generations=args.num_generations, temperature=args.temperature, max_completion_length=args.max_new_tokens,
         beta=0.0, save_strategy="steps", save_steps=args.eval_every, save_only_model=True,
         curriculum=args.curriculum, curriculum_temperature=args.curriculum_temperature,
-        skip_steps_without_signal=args.skip_steps_without_signal, **_web_fields(args, mode),
+        skip_steps_without_signal=args.skip_steps_without_signal, **asdict(_web(args, mode)),
         **{**_common(args, run_dir / "train", seed), "use_cpu": device == "cpu"},
     )  # fmt: skip
     start_dir = out / "sft" / f"checkpoint-{start}"
