@@ -56,6 +56,9 @@ class WebLearningArguments:
     train_seeds: int = field(default=200, metadata={"help": "Training seeds per task."})
     eval_seeds: int = field(default=100, metadata={"help": "Held-out goals per task: seeds 0..eval_seeds-1."})
     max_turns: int = field(default=4, metadata={"help": "Actions per episode at most."})
+    max_page_chars: int | None = field(
+        default=8000, metadata={"help": "Character budget of the page in a prompt (the demo's MiniWoB++ runs: 1200)."}
+    )
     num_workers: int = field(default=4, metadata={"help": "Environments in parallel (per run)."})
     hidden_size: int = field(default=128, metadata={"help": "Width of the tiny student."})
     num_layers: int = field(default=2, metadata={"help": "Layers of the tiny student."})
@@ -103,7 +106,7 @@ def _web(args: WebLearningArguments, layout: str = "episode") -> Any:
 
     return WebConfig(
         web_env=args.env, web_num_workers=args.num_workers, web_max_turns=args.max_turns, web_layout=layout,
-        web_actions=["click", "fill", "noop"],
+        web_actions=["click", "fill", "noop"], web_max_page_chars=args.max_page_chars,
     )  # fmt: skip
 
 
@@ -160,6 +163,7 @@ def sft(args: WebLearningArguments, out: Path) -> None:
 
     from sec_rl.pipeline.stages import WebSFTArguments, _load_model, load_sft_dataset
     from sec_rl.trainers import SECSFTConfig, SECSFTTrainer
+    from sec_rl.trainers.progress import use_concise_progress
 
     config = SECSFTConfig(
         max_steps=max(args.sft_budgets), learning_rate=args.sft_lr, per_device_train_batch_size=args.sft_batch_size,
@@ -172,7 +176,7 @@ def sft(args: WebLearningArguments, out: Path) -> None:
     dataset = load_sft_dataset(WebSFTArguments(traces=str(out / "traces")))
     trainer = SECSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[_SaveAt(args.sft_budgets)])  # fmt: skip
-    trainer.train()
+    use_concise_progress(trainer).train()
     (out / "sft" / "done").write_text(json.dumps(trainer.state.log_history))
 
 
@@ -215,6 +219,7 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
     import torch
     from transformers.utils import logging as hf_logging
 
+    from sec_rl.trainers.progress import use_concise_progress
     from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
     from sec_rl.web.tasks import goals_dataset
 
@@ -236,7 +241,7 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
     trainer = SECWebGRPOTrainer(
         model=str(start_dir), args=config, train_dataset=goals_dataset(args.tasks, _train_seeds(args))
     )
-    trainer.train()
+    use_concise_progress(trainer, prefix=f"[{mode} seed {seed}] ").train()
     log = trainer.state.log_history
     del trainer
     train_seconds = time.perf_counter() - tick

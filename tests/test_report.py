@@ -19,6 +19,7 @@ from sec_rl.pipeline.report import (
     evaluate_stages,
     format_score,
     stage_file,
+    training_curve,
 )
 from sec_rl.web import EnvironmentPool, TextEnvironment, WebConfig
 from sec_rl.web.evaluate import TaskScore, bootstrap_interval
@@ -106,6 +107,19 @@ def test_always_right_and_always_wrong(tmp_path):
     assert episode_outcomes(tmp_path, "right", "tasks") == {("enter-text", s): 1.0 for s in range(4)}
     assert episode_outcomes(tmp_path, "wrong", "goals") == {("click-button", s): 0.0 for s in range(3)}
     assert episode_outcomes(tmp_path, "right", "unevaluated") == {}
+
+
+def test_training_curve_reads_a_metric_per_step_from_the_trainer_state(tmp_path):
+    history = [
+        {"step": 1, "loss": 0.5, "web/success_rate": 0.25},
+        {"step": 2, "loss": 0.4, "web/success_rate": None},  # a step with nothing scored
+        {"step": 3, "loss": 0.3, "web/success_rate": 0.5},
+        {"step": 3, "train_runtime": 12.0},
+    ]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    assert training_curve(tmp_path) == {1: 0.25, 3: 0.5}
+    assert training_curve(tmp_path, "loss") == {1: 0.5, 2: 0.4, 3: 0.3}
+    assert training_curve(tmp_path / "elsewhere") == {}
 
 
 def test_intervals_match_bootstrap_on_the_same_outcomes(tmp_path, pool):

@@ -170,7 +170,11 @@ def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
         probabilities = report["curriculum"][stage]
         assert set(probabilities) == {"click-test", "click-dialog"}
         assert sum(probabilities.values()) == pytest.approx(1.0)
+    # The RL training curve: the rollouts' sampled success at each step (one step here), read back from the
+    # trainer_state.json the GRPO stage leaves beside its model.
+    assert list(report["rl_curve"]) == ["1"] and 0.0 <= report["rl_curve"]["1"] <= 1.0
     text = (out / "report.md").read_text()
+    assert f"## RL training curve: the rollouts' sampled success per step\n\n1: {report['rl_curve']['1']:.0%}" in text
     assert "| untrained |" in text and "| sft+rl |" in text and "## Compute (FLOPs)" in text
     assert (out / "eval" / "success.png").stat().st_size > 0
 

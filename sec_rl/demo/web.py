@@ -4,7 +4,7 @@ Everything runs on this machine with a real browser (Chromium through BrowserGym
 the ``miniwob`` wheel) and models built on the spot:
 
 1. the scripted expert collects traces on a handful of training tasks (resumable JSON-lines shards);
-2. a tiny student is built with a tokenizer trained on those traces, and evaluated untrained;
+2. a tiny student is built with a tokenizer trained on those traces (or a pretrained one is loaded);
 3. SFT on the successful traces with the SEC curriculum over tasks (``SECSFTTrainer``);
 4. SEC-GRPO over live multi-turn episodes from the SFT checkpoint (``SECWebGRPOTrainer``);
 5. every stage on held-out goals (seeds 0-2 of the training tasks) and held-out tasks, with bootstrap
@@ -37,9 +37,11 @@ DEMO_ACTIONS = ["click", "fill", "noop"]
 # SFT steps and RL episodes: sized to finish in about 30 minutes on 2 CPU cores (see docs/web-pipeline.md).
 STUDENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"sft_steps": 150, "sft_lr": 2e-3, "sft_batch_size": 8, "grpo_steps": 12, "grpo_lr": 1e-4,
-             "prompts_per_step": 4, "num_generations": 4, "grpo_batch_size": None, "max_new_tokens": 128},
+             "prompts_per_step": 4, "num_generations": 4, "grpo_batch_size": None, "max_new_tokens": 128,
+             "eval_untrained": True},
     "pretrained": {"sft_steps": 24, "sft_lr": 5e-5, "sft_batch_size": 4, "grpo_steps": 3, "grpo_lr": 1e-6,
-                   "prompts_per_step": 2, "num_generations": 4, "grpo_batch_size": 2, "max_new_tokens": 64},
+                   "prompts_per_step": 2, "num_generations": 4, "grpo_batch_size": 2, "max_new_tokens": 64,
+                   "eval_untrained": False},
 }  # fmt: skip
 
 
@@ -103,6 +105,14 @@ class WebDemoConfig:
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "Tokens per turn in the evaluation (tiny 128, pretrained 64)."}
     )
+    eval_untrained: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate the untrained student too (tiny: yes; pretrained: no, as SmolLM2 zero-shot scored 0/36 "
+            "held-out goals, every action invalid, and its prose up to max_new_tokens per turn took 25 minutes: "
+            "docs/real-student.md)."
+        },
+    )
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of RL rollouts."})
     curriculum: str = field(default="sec", metadata={"help": "Curriculum strategy of SFT and RL."})
     curriculum_temperature: float = field(
@@ -139,7 +149,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
 
     from sec_rl.pipeline.collect import collect_traces
     from sec_rl.pipeline.compute import ComputeLedger
-    from sec_rl.pipeline.report import evaluate_stages
+    from sec_rl.pipeline.report import evaluate_stages, training_curve
     from sec_rl.pipeline.scripted import ScriptedTeacher
     from sec_rl.pipeline.traces import read_traces, traces_to_dataset
     from sec_rl.web.config import WebConfig
@@ -194,7 +204,8 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     console.rule("[bold]4/5 evaluation of every stage")
     with ScriptedTeacher() as teacher:
         report = evaluate_stages(
-            {"untrained": str(student_dir), "sft": str(sft_dir), "sft+rl": str(rl_dir), "teacher (scripted)": teacher},
+            ({"untrained": str(student_dir)} if config.eval_untrained else {})
+            | {"sft": str(sft_dir), "sft+rl": str(rl_dir), "teacher (scripted)": teacher},
             web,
             goal_tasks=config.tasks,
             task_tasks=config.heldout_tasks,
@@ -215,6 +226,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
         "evaluation": report.to_dict(),
         "compute": ledger.to_dict(),
         "curriculum": {stage: _curriculum_probabilities(out / stage) for stage in ("sft", "grpo")},
+        "rl_curve": training_curve(rl_dir),  # the rollouts' sampled success per step
         "seconds": timings,
         "environment": environment_info(),
     }
@@ -301,7 +313,7 @@ def _grpo(config: WebDemoConfig, sft_dir: Path, output_dir: Path) -> None:
         max_completion_length=48,
         beta=0.0,
         **_web_settings(config),
-        **_common_training_args(config, output_dir, max(1, config.grpo_steps // 3), config.curriculum_temperature),
+        **_common_training_args(config, output_dir, 1, config.curriculum_temperature),  # every step: the curve
     )
     goals = WebGRPOArguments(tasks=config.tasks, num_seeds=config.collect_seeds)
     run_grpo(goals, args, ModelConfig(str(sft_dir)))
@@ -342,6 +354,10 @@ def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledge
         report.table(),
         "",
         "![success per stage](eval/success.png)",
+        "",
+        "## RL training curve: the rollouts' sampled success per step",
+        "",
+        ", ".join(f"{step}: {value:.0%}" for step, value in numbers["rl_curve"].items()) or "(not logged)",
         "",
         "## Curriculum: final probabilities per task",
         "",

@@ -303,6 +303,17 @@ def episode_outcomes(output_dir: str | os.PathLike[str], stage: str, split: str)
     return {(e["task"], int(e["seed"])): float(e["success"]) for e in episodes if not e.get("env_error")}
 
 
+def training_curve(model_dir: str | os.PathLike[str], metric: str = "web/success_rate") -> dict[int, float]:
+    """``{step: value}`` of a logged metric, from the ``trainer_state.json`` a training stage leaves beside its model.
+
+    For RL, ``web/success_rate`` is the rollouts' sampled success per step: the training curve. ``{}`` when the
+    folder has no such file (a model trained elsewhere) or the metric was never logged.
+    """
+    file = Path(model_dir) / "trainer_state.json"
+    history = json.loads(file.read_text())["log_history"] if file.is_file() else []
+    return {int(entry["step"]): float(entry[metric]) for entry in history if entry.get(metric) is not None}
+
+
 def _read_stage_file(file: Path, stage: str) -> dict[str, Any] | None:
     if not file.is_file():
         return None

@@ -105,6 +105,7 @@ def run_sft(args: WebSFTArguments, training_args: SECSFTConfig, model_args: Mode
 
     from sec_rl.pipeline.compute import ComputeCallback
     from sec_rl.trainers import SECSFTTrainer
+    from sec_rl.trainers.progress import use_concise_progress
 
     dataset = load_sft_dataset(args)
     model, tokenizer = _load_model(model_args)
@@ -116,9 +117,17 @@ def run_sft(args: WebSFTArguments, training_args: SECSFTConfig, model_args: Mode
         peft_config=get_peft_config(model_args),
         callbacks=[ComputeCallback(stage="sft", base=_traces_compute_file(args.traces))],
     )
+    use_concise_progress(trainer)
     trainer.train(resume_from_checkpoint=_last_checkpoint(training_args))
-    trainer.save_model(training_args.output_dir)
+    _save(trainer)
     return trainer
+
+
+def _save(trainer: Any) -> None:
+    """The model, and ``trainer_state.json`` (its log history: the training curve) beside it, as a checkpoint has."""
+    trainer.save_model(trainer.args.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(os.path.join(trainer.args.output_dir, "trainer_state.json"))
 
 
 def _traces_compute_file(traces: str | os.PathLike[str]) -> str:
@@ -153,6 +162,7 @@ def run_grpo(args: WebGRPOArguments, training_args: SECWebGRPOConfig, model_args
     from trl import get_peft_config
 
     from sec_rl.pipeline.compute import ComputeCallback
+    from sec_rl.trainers.progress import use_concise_progress
     from sec_rl.trainers.web_grpo import SECWebGRPOTrainer
     from sec_rl.web.tasks import train_goals
 
@@ -165,8 +175,9 @@ def run_grpo(args: WebGRPOArguments, training_args: SECWebGRPOConfig, model_args
         peft_config=get_peft_config(model_args),
         callbacks=[ComputeCallback(stage="rl")],
     )
+    use_concise_progress(trainer)
     trainer.train(resume_from_checkpoint=_last_checkpoint(training_args))
-    trainer.save_model(training_args.output_dir)
+    _save(trainer)
     return trainer
 
 
