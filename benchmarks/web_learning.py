@@ -42,7 +42,7 @@ MODES = ("episode", "per_step")
 
 @dataclass
 class WebLearningArguments:
-    """Settings of the study; the defaults are the text-world run documented in docs/web-learning.md."""
+    """Settings of the study; the defaults are the text-world run documented in docs/benchmark-web-learning.md."""
 
     output_dir: str = field(default="outputs/web-learning", metadata={"help": "Every stage's outputs."})
     env: str = field(default="text", metadata={"help": "'text' (the text world) or 'browsergym' (MiniWoB++)."})
@@ -80,8 +80,13 @@ class WebLearningArguments:
     num_generations: int = field(default=4, metadata={"help": "Episodes per goal (the GRPO group)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     max_new_tokens: int = field(default=48, metadata={"help": "Tokens per turn (rollouts and evaluation)."})
-    curriculum: str = field(default="sec", metadata={"help": "Curriculum over tasks in RL ('none': uniform)."})
-    curriculum_temperature: float = field(default=0.2, metadata={"help": "Boltzmann temperature of SEC in RL."})
+    curriculum: str = field(
+        default="sec",
+        metadata={"help": "Curriculum over tasks in RL ('sec', 'random'; 'none': TRL's sampler over goals)."},
+    )
+    curriculum_temperature: float = field(
+        default=0.2, metadata={"help": "Boltzmann temperature of SEC in RL (used by 'sec' only)."}
+    )
     skip_steps_without_signal: bool = field(
         default=True, metadata={"help": "Leave the weights alone on steps whose batch has no non-zero advantage."}
     )
@@ -233,7 +238,8 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         num_generations=args.num_generations, temperature=args.temperature, max_completion_length=args.max_new_tokens,
         beta=0.0, save_strategy="steps", save_steps=args.eval_every, save_only_model=True,
-        curriculum=args.curriculum, curriculum_temperature=args.curriculum_temperature,
+        curriculum=args.curriculum,
+        **({"curriculum_temperature": args.curriculum_temperature} if args.curriculum == "sec" else {}),
         skip_steps_without_signal=args.skip_steps_without_signal, **asdict(_web(args, mode)),
         **{**_common(args, run_dir / "train", seed), "use_cpu": device == "cpu"},
     )  # fmt: skip
