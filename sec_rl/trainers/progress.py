@@ -18,7 +18,7 @@ from transformers import PrinterCallback, ProgressCallback
 
 from sec_rl.trainers.callbacks import PROB_PREFIX
 
-# (key in the logs, label, format): the first of these a log carries, in this order
+# (key in the logs, label, format): each of these that a log carries is shown, in this order
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("loss", "loss", "{:.4g}"),
     ("web/success_rate", "success", "{:.0%}"),
