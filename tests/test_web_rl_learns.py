@@ -53,7 +53,7 @@ def greedy_success(model_dir: str, web: WebConfig) -> float:
 
 @pytest.fixture(scope="module")
 def weak_policy(tmp_path_factory) -> str:
-    """The tiny model after SFT on :func:`weak_policy_rows` (p(right) about 0.25, p(wrong) about 0.53 per goal)."""
+    """The tiny model after SFT on :func:`weak_policy_rows`: the right click is one answer in three it learned."""
     path = tmp_path_factory.mktemp("weak-policy")
     model, tokenizer = build_web_model()
     rows = weak_policy_rows(WebConfig(**WEB))  # a one-turn prompt reads the same in both layouts
