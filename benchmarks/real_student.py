@@ -20,7 +20,6 @@ settings, package versions and machine.
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -203,26 +202,10 @@ def _evaluate(args: RealStudentArguments, out: Path, stages: dict[str, str]) -> 
     return {"table": report.table()}
 
 
-def paired_difference(out: Path, stage: str, baseline: str, split: str, resamples: int = 2000) -> dict[str, Any]:
-    """Mean success difference ``stage - baseline`` on the episodes both ran (same task, seed), bootstrap 95%."""
-    from sec_rl.pipeline.report import episode_outcomes
-
-    a, b = episode_outcomes(out / "eval", stage, split), episode_outcomes(out / "eval", baseline, split)
-    keys = sorted(a.keys() & b.keys())
-    if not keys:
-        return {"episodes": 0}
-    diffs = [a[k] - b[k] for k in keys]
-    rng = random.Random(0)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
-    low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
-    return {"episodes": len(keys), "mean": sum(diffs) / len(diffs), "low": low, "high": high,
-            "excludes_zero": low > 0 or high < 0}  # fmt: skip
-
-
 def main(args: RealStudentArguments) -> dict[str, Any]:
     from sec_rl.models import resolve_model
     from sec_rl.pipeline.compute import ComputeLedger
-    from sec_rl.pipeline.report import StageReport
+    from sec_rl.pipeline.report import StageReport, paired_difference
     from sec_rl.provenance import environment_info
 
     if len(set(args.tasks)) < 12:
@@ -247,7 +230,7 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
         "environment": environment_info(),
         "stages": records,
         "success": report.to_dict(),
-        "paired_rl_minus_sft": {s: paired_difference(out, "sft+rl", "sft", s) for s in ("goals", "tasks")},
+        "paired_rl_minus_sft": {s: paired_difference(out / "eval", "sft+rl", "sft", s) for s in ("goals", "tasks")},
         "compute": ComputeLedger.merged(out / "grpo" / "compute.json").to_dict(),
         "seconds": {name: record["seconds"] for name, record in records.items()},
     }

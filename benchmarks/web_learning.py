@@ -38,6 +38,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 MODES = ("episode", "per_step")
+TEMPERED = ("sec", "target_success")  # the curricula with a Boltzmann temperature
 
 
 @dataclass
@@ -67,6 +68,13 @@ class WebLearningArguments:
     sft_budgets: list[int] = field(
         default_factory=lambda: [150, 300, 600, 1200], metadata={"help": "SFT checkpoints (optimizer steps)."}
     )
+    rl_starts: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "Other SFT budgets RL also starts from (with the chosen start): the points of the compute "
+            "frontier, SFT alone against SFT + RL at the FLOPs each spent."
+        },
+    )
     start_range: list[float] = field(
         default_factory=lambda: [0.2, 0.5], metadata={"help": "Held-out success wanted of the start (low high)."}
     )
@@ -76,6 +84,27 @@ class WebLearningArguments:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "RL seeds."})
     rl_steps: int = field(default=40, metadata={"help": "RL optimizer steps."})
     rl_lr: float = field(default=1e-4, metadata={"help": "RL learning rate."})
+    rl_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Linear learning-rate warm-up of RL (steps). A fresh Adam's first steps are sign steps of the "
+            "full learning rate on every weight, noise included: the start's action format breaks after one update."
+        },
+    )
+    invalid_action_penalty: float = field(
+        default=0.0,
+        metadata={"help": "Return subtracted per malformed turn in RL (`web_invalid_action_penalty`)."},
+    )
+    loss_type: str | None = field(
+        default=None,
+        metadata={"help": "TRL's loss aggregation (default: the trainer's: 'grpo' for episode, 'dapo' for per_step)."},
+    )
+    beta: float = field(
+        default=0.0,
+        metadata={
+            "help": "KL coefficient to the start (TRL's `beta`): holds the action format a small student loses."
+        },
+    )
     prompts_per_step: int = field(default=8, metadata={"help": "Goals per RL step."})
     num_generations: int = field(default=4, metadata={"help": "Episodes per goal (the GRPO group)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
@@ -85,7 +114,10 @@ class WebLearningArguments:
         metadata={"help": "Curriculum over tasks in RL ('sec', 'random'; 'none': TRL's sampler over goals)."},
     )
     curriculum_temperature: float = field(
-        default=0.2, metadata={"help": "Boltzmann temperature of SEC in RL (used by 'sec' only)."}
+        default=0.2, metadata={"help": "Boltzmann temperature of 'sec' and 'target_success' (the study's rho)."}
+    )
+    curriculum_kwargs: str | None = field(
+        default=None, metadata={"help": "Other parameters of the curriculum, JSON, e.g. '{\"target\": 0.5}'."}
     )
     skip_steps_without_signal: bool = field(
         default=True, metadata={"help": "Leave the weights alone on steps whose batch has no non-zero advantage."}
@@ -166,6 +198,7 @@ class _SaveAt(TrainerCallback):
 def sft(args: WebLearningArguments, out: Path) -> None:
     from trl import ModelConfig
 
+    from sec_rl.pipeline.compute import COMPUTE_FILE, ComputeCallback
     from sec_rl.pipeline.stages import WebSFTArguments, _load_model, load_sft_dataset
     from sec_rl.trainers import SECSFTConfig, SECSFTTrainer
     from sec_rl.trainers.progress import use_concise_progress
@@ -180,7 +213,8 @@ def sft(args: WebLearningArguments, out: Path) -> None:
     model, tokenizer = _load_model(ModelConfig(str(out / "student-init")))
     dataset = load_sft_dataset(WebSFTArguments(traces=str(out / "traces")))
     trainer = SECSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[_SaveAt(args.sft_budgets)])  # fmt: skip
+                            callbacks=[_SaveAt(args.sft_budgets),
+                                       ComputeCallback("sft", base=out / "traces" / COMPUTE_FILE)])  # fmt: skip
     use_concise_progress(trainer).train()
     (out / "sft" / "done").write_text(json.dumps(trainer.state.log_history))
 
@@ -219,33 +253,45 @@ def _mean(goals: dict[str, float]) -> float:
     return float(np.mean(list(goals.values()))) if goals else float("nan")
 
 
+def _run_name(start: int, mode: str, seed: int) -> str:
+    return f"sft{start}-{mode}-seed{seed}"
+
+
 def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: int) -> dict[str, Any]:
-    """One RL run from the start; its curves (sampled success per step, greedy per checkpoint), also in ``runs/``."""
+    """One RL run from the SFT checkpoint ``start``: its curves (sampled success per step; greedy success and the
+    pipeline's FLOPs so far per checkpoint), also in ``runs/``."""
     import torch
     from transformers.utils import logging as hf_logging
 
+    from sec_rl.pipeline.compute import COMPUTE_FILE, ComputeCallback, ComputeLedger
     from sec_rl.trainers.progress import use_concise_progress
     from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
     from sec_rl.web.tasks import goals_dataset
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.jobs))
-    run_dir = out / "runs" / f"{mode}-seed{seed}"
+    run_dir = out / "runs" / _run_name(start, mode, seed)
     device = args.rl_device or args.device
     tick = time.perf_counter()
     config = SECWebGRPOConfig(
-        max_steps=args.rl_steps, learning_rate=args.rl_lr,
+        max_steps=args.rl_steps, learning_rate=args.rl_lr, warmup_steps=args.rl_warmup_steps,
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         num_generations=args.num_generations, temperature=args.temperature, max_completion_length=args.max_new_tokens,
-        beta=0.0, save_strategy="steps", save_steps=args.eval_every, save_only_model=True,
+        beta=args.beta, loss_type=args.loss_type, save_strategy="steps", save_steps=args.eval_every,
+        save_only_model=True,
         curriculum=args.curriculum,
-        **({"curriculum_temperature": args.curriculum_temperature} if args.curriculum == "sec" else {}),
-        skip_steps_without_signal=args.skip_steps_without_signal, **asdict(_web(args, mode)),
+        **({"curriculum_temperature": args.curriculum_temperature} if args.curriculum in TEMPERED else {}),
+        curriculum_kwargs=args.curriculum_kwargs,
+        skip_steps_without_signal=args.skip_steps_without_signal,
+        web_invalid_action_penalty=args.invalid_action_penalty, **asdict(_web(args, mode)),
         **{**_common(args, run_dir / "train", seed), "use_cpu": device == "cpu"},
     )  # fmt: skip
     start_dir = out / "sft" / f"checkpoint-{start}"
     trainer = SECWebGRPOTrainer(
-        model=str(start_dir), args=config, train_dataset=goals_dataset(args.tasks, _train_seeds(args))
+        model=str(start_dir),
+        args=config,
+        train_dataset=goals_dataset(args.tasks, _train_seeds(args)),
+        callbacks=[ComputeCallback("rl")],  # on the start's ledger (its compute.json): SFT + rollouts + updates
     )
     use_concise_progress(trainer, prefix=f"[{mode} seed {seed}] ").train()
     log = trainer.state.log_history
@@ -258,9 +304,10 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
         "sampled_success": [e["web/success_rate"] for e in log if "web/success_rate" in e],
         "steps_skipped": max((e.get("steps_skipped_without_signal", 0) for e in log), default=0),
         "greedy": greedy,  # {"step": {"task/seed": success}}
+        "flops": {p.name.split("-")[1]: ComputeLedger.load(p / COMPUTE_FILE).total for p in checkpoints},
         "train_seconds": train_seconds, "seconds": time.perf_counter() - tick,
     }  # fmt: skip
-    (out / "runs" / f"{mode}-seed{seed}.json").write_text(json.dumps(result, indent=1))
+    (out / "runs" / f"{_run_name(start, mode, seed)}.json").write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -289,8 +336,7 @@ def summarize(
     rows, curves = {}, {}
     for mode in args.modes:
         before = baselines[mode]  # the start, prompted in this mode's layout (as RL trains and evaluates it)
-        runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob(f"{mode}-seed*.json"))]
-        runs = [run for run in runs if run["start"] == start]
+        runs = _runs(out, start, mode)
         if not runs:
             continue
         final = [run["greedy"][max(run["greedy"], key=int)] for run in runs]
@@ -307,9 +353,10 @@ def summarize(
             | {step: [_mean(run["greedy"][step]) for run in runs] for step in runs[0]["greedy"]},
             "sampled": [run["sampled_success"] for run in runs],
         }
+    fronts = {mode: front for mode in args.modes if (front := frontier(args, out, budgets, mode)) is not None}
     summary = {
         "settings": asdict(args), "environment": environment_info(), "goals": len(goals), "start": start,
-        "sft_success": {b: _mean(g) for b, g in budgets.items()}, "modes": rows, "curves": curves,
+        "sft_success": {b: _mean(g) for b, g in budgets.items()}, "modes": rows, "curves": curves, "frontier": fronts,
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     lines = [
@@ -328,9 +375,81 @@ def summarize(
             f"[{row['low']:+.1%}, {row['high']:+.1%}] | {'yes' if row['excludes_zero'] else 'no'} | "
             f"{row['steps_skipped']} |"
         )
+    for mode, front in fronts.items():
+        lines += [
+            "",
+            f"Compute frontier ({mode} mode; FLOPs of SFT + rollouts + updates, greedy success, mean of seeds):",
+        ]
+        lines += [f"- SFT {b} steps: {f:.3g} FLOPs, {p:.1%}" for b, (f, p) in front["sft"].items()]
+        for b, points in front["sft+rl"].items():
+            lines.append(
+                f"- SFT {b} + RL: " + ", ".join(f"step {k}: {f:.3g} FLOPs, {p:.1%}" for k, (f, p) in points.items())
+            )
+        lines.append(f"- {front['match']} Per RL seed: {', '.join(front['per_seed'])}.")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
+
+
+def _runs(out: Path, start: int, mode: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((out / "runs").glob(f"{_run_name(start, mode, '*')}.json"))]
+
+
+def frontier(
+    args: WebLearningArguments, out: Path, budgets: dict[int, dict[str, float]], mode: str
+) -> dict[str, Any] | None:
+    """SFT alone against SFT + RL at the FLOPs each spent (the pipeline's ledger): the points, each strategy's Pareto
+    frontier, and how much compute SFT + RL needs to reach SFT's peak (``compute_to_match``), on the seed mean and per
+    RL seed. None without runs from two starts or without the SFT checkpoints' ledgers."""
+    from sec_rl.diagnosis import Frontier, compute_to_match, pareto_frontier
+    from sec_rl.pipeline.compute import COMPUTE_FILE, ComputeLedger
+
+    files = {b: out / "sft" / f"checkpoint-{b}" / COMPUTE_FILE for b in sorted(budgets)}
+    runs = {b: [run for run in _runs(out, b, mode) if "flops" in run] for b in budgets}
+    runs = {b: group for b, group in runs.items() if group}
+    if len(runs) < 2 or not all(file.exists() for file in files.values()):
+        return None
+    sft = {b: (ComputeLedger.load(file).total, _mean(budgets[b])) for b, file in files.items()}
+    rl = {
+        b: {step: (float(np.mean([r["flops"][step] for r in group])), float(np.mean([_mean(r["greedy"][step])
+            for r in group]))) for step in group[0]["flops"]}
+        for b, group in runs.items()
+    }  # fmt: skip
+
+    def front(name: str, points: list[tuple[float, float]]) -> Frontier:
+        return Frontier(name, *pareto_frontier(*np.array(points).T))
+
+    pure = front("SFT", list(sft.values()))
+    match = compute_to_match(front("SFT + RL", [p for points in rl.values() for p in points.values()]), pure)
+    per_seed = []
+    for seed in sorted(set.intersection(*({r["seed"] for r in group} for group in runs.values()))):
+        points = [(r["flops"][k], _mean(r["greedy"][k])) for g in runs.values() for r in g if r["seed"] == seed
+                  for k in r["flops"]]  # fmt: skip
+        ratio = compute_to_match(front("SFT + RL", points), pure).ratio
+        per_seed.append(f"seed {seed}: " + ("never" if np.isinf(ratio) else f"{ratio:.0%}"))
+    _plot_frontier(sft, rl, out / f"frontier-{mode}.png", mode)
+    return {"sft": sft, "sft+rl": rl, "match": match.describe(), "ratio": match.ratio, "per_seed": per_seed}
+
+
+def _plot_frontier(sft: dict[int, tuple[float, float]], rl: dict[int, dict[str, tuple[float, float]]], file: Path,
+                   mode: str) -> None:  # fmt: skip
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(*zip(*sft.values(), strict=True), "o-", color="black", label="SFT")
+    for b, points in rl.items():
+        xs, ys = zip(*[sft[b], *points.values()], strict=True)
+        ax.plot(xs, ys, "s--", label=f"SFT {b} steps + RL")
+    ax.set_xlabel("FLOPs (SFT + rollouts + updates)")
+    ax.set_ylabel("held-out goals, greedy success")
+    ax.set_title(f"Compute frontier, {mode} mode (mean of RL seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(file, dpi=110)
+    plt.close(fig)
 
 
 def main(args: WebLearningArguments) -> dict[str, Any]:
@@ -361,26 +480,28 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
     }  # fmt: skip
     if not args.summary_only:
         (out / "runs").mkdir(exist_ok=True)
-        todo = [(m, s) for m in args.modes for s in args.seeds if not _done(out, start, m, s)]
-        jobs = [(args, out, start, m, s) for m, s in todo]
+        starts = [start, *sorted(set(args.rl_starts) - {start})]
+        unknown = sorted(set(starts) - set(budgets))
+        if unknown:
+            raise ValueError(
+                f"--rl_starts {unknown} are not SFT budgets: choose among --sft_budgets {sorted(budgets)}."
+            )
+        jobs = [(args, out, b, m, s) for b in starts for m in args.modes for s in args.seeds
+                if not (out / "runs" / f"{_run_name(b, m, s)}.json").exists()]  # fmt: skip
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(rl_run, *job): job[3:] for job in jobs}
+            futures = {pool.submit(rl_run, *job): job[2:] for job in jobs}
             for future in as_completed(futures):
                 try:
                     print(_describe(future.result()), flush=True)
                 except Exception as error:  # one failed run must not lose the others; its file is missing
-                    print(f"[{' seed '.join(map(str, futures[future]))}] failed: {type(error).__name__}: {error}")
+                    print(f"[{_run_name(*futures[future])}] failed: {type(error).__name__}: {error}")
     return summarize(args, out, start, budgets, baselines)
-
-
-def _done(out: Path, start: int, mode: str, seed: int) -> bool:
-    file = out / "runs" / f"{mode}-seed{seed}.json"
-    return file.exists() and json.loads(file.read_text())["start"] == start
 
 
 def _describe(result: dict[str, Any]) -> str:
     curve = " ".join(f"{step}:{_mean(goals):.0%}" for step, goals in result["greedy"].items())
-    return f"[{result['mode']} seed {result['seed']}] greedy {curve} ({result['seconds'] / 60:.1f} min)"
+    name = _run_name(result["start"], result["mode"], result["seed"])
+    return f"[{name}] greedy {curve} ({result['seconds'] / 60:.1f} min)"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from sec_rl.pipeline.report import (
     episode_outcomes,
     evaluate_stages,
     format_score,
+    paired_difference,
     stage_file,
     training_curve,
 )
@@ -99,6 +100,22 @@ def test_always_right_and_always_wrong(tmp_path):
     assert episode_outcomes(tmp_path, "right", "tasks") == {("enter-text", s): 1.0 for s in range(4)}
     assert episode_outcomes(tmp_path, "wrong", "goals") == {("click-button", s): 0.0 for s in range(3)}
     assert episode_outcomes(tmp_path, "right", "unevaluated") == {}
+    # Paired differences: every episode of one stage against the same (task, seed) of another.
+    assert paired_difference(tmp_path, "right", "wrong") == {
+        "episodes": 3, "mean": 1.0, "low": 1.0, "high": 1.0, "excludes_zero": True
+    }  # fmt: skip
+    assert paired_difference(tmp_path, "wrong", "right", "tasks")["mean"] == -1.0
+    assert paired_difference(tmp_path, "right", "wrong", "unevaluated") == {"episodes": 0}
+    # Half the held-out tasks' episodes right: mean 0.5; with 4 pairs, all-0 and all-1 resamples are each 1/16 of
+    # the bootstrap (more than 2.5%), so the 95% interval is [0, 1] and does not exclude 0.
+    half = json.loads(stage_file(tmp_path, "right").read_text())
+    half["stage"] = "half"
+    for e in half["splits"]["tasks"]["report"]["episodes"][:2]:
+        e["success"] = False
+    stage_file(tmp_path, "half").write_text(json.dumps(half))
+    assert paired_difference(tmp_path, "half", "wrong", "tasks") == {
+        "episodes": 4, "mean": 0.5, "low": 0.0, "high": 1.0, "excludes_zero": False
+    }  # fmt: skip
 
 
 def test_training_curve_reads_a_metric_per_step_from_the_trainer_state(tmp_path):

@@ -20,7 +20,7 @@ from helpers.runs import browser_missing, run_two_processes
 from helpers.web_model import SYSTEM, KillingActor, OracleActor, build_web_model
 
 from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
-from sec_rl.web.samples import compute_advantages
+from sec_rl.web.samples import compute_advantages, invalid_turns
 from sec_rl.web.tasks import goals_dataset
 
 TASKS = ("click-button", "enter-text")
@@ -91,13 +91,19 @@ def check_trained(trainer: ProbeTrainer, before: dict[str, torch.Tensor]) -> Non
 
 
 def check_loss_is_hand_computed(trainer: ProbeTrainer) -> None:
-    """TRL's loss of the last step, by hand from its batch: one pass, so the ratio is 1 and DAPO's loss is
-    -sum_i A_i * n_i / sum_i n_i, with n_i the tokens row i trains on (generated, not filtered; not the pages)."""
+    """TRL's loss of the last step, by hand from its batch, with n_i the tokens row i trains on (generated, not
+    filtered; not the pages). One pass, so the ratio is 1: DAPO's loss (per_step's default) is
+    -sum_i A_i * n_i / sum_i n_i; GRPO's (the episode layout's) is -mean_i A_i [n_i > 0], each episode once."""
     batch = trainer.batches[-1]
     trained = (batch["completion_mask"] * batch["tool_mask"]).sum(dim=1).float()
-    expected = -(batch["advantages"] * trained).sum() / trained.sum().clamp(min=1.0)
+    if trainer.args.web_layout == "episode":
+        assert trainer.args.loss_type == "grpo"
+        expected = -(batch["advantages"] * (trained > 0)).mean()
+    else:
+        assert trainer.args.loss_type == "dapo"
+        expected = -(batch["advantages"] * trained).sum() / trained.sum().clamp(min=1.0)
     logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry][-1]
-    assert trainer.args.loss_type == "dapo" and trainer.args.num_iterations == 1 and trainer.args.beta == 0.0
+    assert trainer.args.num_iterations == 1 and trainer.args.beta == 0.0
     assert logged == pytest.approx(expected.item(), abs=1e-4)
 
 
@@ -178,6 +184,14 @@ def test_per_step_mode_trains_on_steps_with_discounted_returns(web_model_dir, tm
         assert sample.reward == pytest.approx(0.5 ** (episode.num_turns - 1 - sample.step) * outcome)
 
 
+def test_invalid_action_penalty_reaches_the_trained_returns(web_model_dir, tmp_path):
+    trainer = make_trainer(web_model_dir, str(tmp_path), "episode", max_steps=1, web_invalid_action_penalty=0.25)
+    trainer.train()
+    episodes, samples = trainer.web_last_rollout.episodes, trainer.web_last_samples
+    assert [s.reward for s in samples] == pytest.approx([e.reward - 0.25 * sum(invalid_turns(e)) for e in episodes])
+    assert any(invalid_turns(e)[0] for e in episodes), "no malformed turn: the test checks nothing"
+
+
 def test_user_reward_functions_add_to_the_return_weighted_as_in_trl(web_model_dir, tmp_path):
     """A shaping reward scores every step sample (not only TRL's rows); advantages and logs use the weighted sum."""
     seen: list[str] = []
@@ -254,11 +268,17 @@ def test_bad_configurations_fail_early(web_model_dir, tmp_path):
         config(web_env="chrome")
     with pytest.raises(ValueError, match=r"web_gamma=0.0 is out of range"):
         config(web_gamma=0.0)
+    with pytest.raises(ValueError, match=r"web_invalid_action_penalty=-0.1 is out of range: use a penalty >= 0"):
+        config(web_invalid_action_penalty=-0.1)
     with pytest.raises(ValueError, match=r"web_episodes_per_goal=3 must be between 1 and num_generations \(2\)"):
         config(web_episodes_per_goal=3)
     with pytest.raises(ValueError, match=r"applies to web_layout='per_step' only"):
         config(web_layout="episode", web_episodes_per_goal=1)
     assert config().curriculum_column == ["task"]
+    # The loss aggregation follows the layout unless given: each episode once, or TRL's per-token DAPO per step.
+    assert (config(web_layout="episode").loss_type, config(web_layout="per_step").loss_type) == ("grpo", "dapo")
+    assert config(web_sample_mode="episode").loss_type == "grpo"  # the layout's old name too
+    assert config(web_layout="episode", loss_type="dapo").loss_type == "dapo"
     dataset = goals_dataset(TASKS, [3, 4])
     with pytest.raises(ValueError, match=r"reward_funcs entry 'org/reward-model' is not a function.*reward_weights"):
         SECWebGRPOTrainer(model=web_model_dir, reward_funcs=["org/reward-model"], args=config(), train_dataset=dataset)

@@ -145,9 +145,9 @@ def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
     out = tmp_path / "demo"
     argv = [
         "demo", "--output_dir", str(out), "--tasks", "click-test", "click-dialog", "--heldout_tasks", "focus-text",
-        "--collect_seeds", "3", "--eval_task_seeds", "1", "--hidden_size", "32", "--sft_steps", "6",
-        "--sft_batch_size", "4", "--grpo_steps", "1", "--prompts_per_step", "2", "--num_generations", "2",
-        "--max_turns", "2",
+        "--collect_seeds", "3", "--eval_goal_seeds", "3", "--eval_task_seeds", "1", "--hidden_size", "32",
+        "--sft_steps", "6", "--sft_batch_size", "4", "--grpo_steps", "1", "--prompts_per_step", "2",
+        "--num_generations", "2", "--max_turns", "2",
     ]  # fmt: skip
     assert cli_main(argv) == 0
     report = json.loads((out / "report.json").read_text())
@@ -176,6 +176,9 @@ def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
     text = (out / "report.md").read_text()
     assert f"## RL training curve: the rollouts' sampled success per step\n\n1: {report['rl_curve']['1']:.0%}" in text
     assert "| untrained |" in text and "| sft+rl |" in text and "## Compute (FLOPs)" in text
+    # RL's gain, paired on the same held-out goals and tasks as the table's (6 and 1 episodes).
+    assert {split: gain["episodes"] for split, gain in report["rl_gain"].items()} == {"goals": 6, "tasks": 1}
+    assert f"- held-out goals (6 episodes): {report['rl_gain']['goals']['mean']:+.1%} [" in text
     assert (out / "eval" / "success.png").stat().st_size > 0
 
     # Run again: every stage finds its work on disk and nothing is redone.

@@ -23,6 +23,7 @@ from sec_rl.web.samples import (
     discounted_returns,
     episode_sample,
     fit_step_rows,
+    invalid_turns,
     mask_zero_advantage,
     rollout_output,
     row_groups,
@@ -177,6 +178,29 @@ def test_step_samples_carry_discounted_returns():
     assert [s.reward for s in step_samples(failure, 0, gamma=0.5)] == [0.0, 0.0]
     assert [s.reward for s in step_samples(failure, 0, gamma=0.5, failure_reward=-1.0)] == [-0.5, -1.0]
     assert step_samples(make_episode("a", 1, 2, [0.0], env_error=True), 0, gamma=0.5) == []
+
+
+def test_invalid_action_penalty_per_malformed_turn():
+    """Two malformed turns before the right click: the episode carries 1 - 2p, each per_step sample its own."""
+
+    def step(prompt, completion, action, reward):
+        return Step([], prompt, completion, None, "text", action, reward, reward > 0)
+
+    steps = [
+        step([1, 2], [3, 4], None, 0.0),
+        step([1, 2, 3, 4, 9], [5, 6], None, 0.0),
+        step([1, 2, 3, 4, 9, 5, 6, 9], [7, 2], "click('13')", 1.0),
+    ]
+    episode = Episode("a", 1, 0, steps)
+    assert invalid_turns(episode) == [True, True, False]
+    assert episode_sample(episode, 0, eos_token_id=2).reward == 1.0
+    whole = episode_sample(episode, 0, eos_token_id=2, invalid_action_penalty=0.1)
+    assert whole.reward == pytest.approx(0.8)
+    assert whole.env_mask == [1, 1, 0, 1, 1, 0, 1, 1]  # the penalty changes the return, not what is trained
+    per_step = step_samples(episode, 0, gamma=0.5, invalid_action_penalty=0.1)
+    assert [s.reward for s in per_step] == pytest.approx([0.25 - 0.1, 0.5 - 0.1, 1.0])
+    failed = step_samples(Episode("a", 1, 1, steps[:2]), 0, gamma=0.5, failure_reward=-1.0, invalid_action_penalty=0.1)
+    assert [s.reward for s in failed] == pytest.approx([-0.6, -1.1])
 
 
 def test_grouped_advantages_against_hand_computed_values():

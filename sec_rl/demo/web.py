@@ -32,16 +32,20 @@ DEMO_HELDOUT_TASKS = ["focus-text", "click-button"]
 # The demo's student sees a short system prompt (the three actions it needs) and a trimmed page.
 DEMO_ACTIONS = ["click", "fill", "noop"]
 
-# Training settings per student, for the fields left unset. The tiny student learns from scratch with large steps;
-# a pretrained one needs a small learning rate and costs ~1,000x more per token (135M parameters), so it gets fewer
-# SFT steps and RL episodes: sized to finish in about 30 minutes on 2 CPU cores (see docs/web-pipeline.md).
+# Training settings per student, for the fields left unset. The tiny student's are those of the learning benchmark's
+# MiniWoB++ study (docs/benchmark-web-learning.md), whose RL gain held across seeds: SFT to a weak start (100 steps,
+# constant rate), then RL at the study's temperature 0.25 with a warm-up and the malformed-turn penalty, a uniform
+# curriculum over tasks. A pretrained student needs a small learning rate and costs ~1,000x more per token (135M
+# parameters), so it gets fewer SFT steps and RL episodes: sized to finish in about 30 minutes on 2 CPU cores.
 STUDENT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tiny": {"sft_steps": 150, "sft_lr": 2e-3, "sft_batch_size": 8, "grpo_steps": 12, "grpo_lr": 1e-4,
-             "prompts_per_step": 4, "num_generations": 4, "grpo_batch_size": None, "max_new_tokens": 128,
-             "eval_untrained": True},
-    "pretrained": {"sft_steps": 24, "sft_lr": 5e-5, "sft_batch_size": 4, "grpo_steps": 3, "grpo_lr": 1e-6,
-                   "prompts_per_step": 2, "num_generations": 4, "grpo_batch_size": 2, "max_new_tokens": 64,
-                   "eval_untrained": False},
+    "tiny": {"sft_steps": 100, "sft_lr": 2e-3, "sft_lr_scheduler": "constant_with_warmup", "sft_batch_size": 8,
+             "grpo_steps": 12, "grpo_lr": 3e-4, "grpo_warmup_steps": 3, "invalid_action_penalty": 0.1,
+             "rollout_temperature": 0.25, "rl_curriculum": "random", "prompts_per_step": 8, "num_generations": 4,
+             "grpo_batch_size": None, "max_new_tokens": 48, "eval_untrained": True},
+    "pretrained": {"sft_steps": 24, "sft_lr": 5e-5, "sft_lr_scheduler": "cosine", "sft_batch_size": 4,
+                   "grpo_steps": 3, "grpo_lr": 1e-6, "grpo_warmup_steps": 0, "invalid_action_penalty": 0.0,
+                   "rollout_temperature": 1.0, "rl_curriculum": "sec", "prompts_per_step": 2, "num_generations": 4,
+                   "grpo_batch_size": 2, "max_new_tokens": 64, "eval_untrained": False},
 }  # fmt: skip
 
 
@@ -75,7 +79,23 @@ class WebDemoConfig:
     heldout_tasks: list[str] = field(
         default_factory=lambda: list(DEMO_HELDOUT_TASKS), metadata={"help": "Held-out tasks (never trained on)."}
     )
-    collect_seeds: int = field(default=30, metadata={"help": "Teacher episodes per training task (seeds 3+)."})
+    collect_seeds: int = field(
+        default=30, metadata={"help": "Training goals per task (seeds from train_seed_start): traces and RL."}
+    )
+    train_seed_start: int = field(
+        default=50,
+        metadata={
+            "help": "First training seed. The study's split holds out seeds 0-2; the demo holds out eval_goal_seeds, "
+            "so its training goals start after them."
+        },
+    )
+    eval_goal_seeds: int = field(
+        default=20,
+        metadata={
+            "help": "Held-out goals per training task: seeds 0..n-1 (120 goals on the 6 tasks: 3 per task could not "
+            "show a change of a few points)."
+        },
+    )
     eval_task_seeds: int = field(default=3, metadata={"help": "Seeds per held-out task in the evaluation."})
     num_workers: int = field(default=2, metadata={"help": "Browser environments in parallel."})
     max_turns: int = field(default=4, metadata={"help": "Actions per episode at most."})
@@ -85,12 +105,25 @@ class WebDemoConfig:
     vocab_size: int = field(default=1024, metadata={"help": "Vocabulary of the tokenizer trained on the traces."})
     sft_steps: int | None = field(default=None, metadata={"help": "SFT optimizer steps (tiny 150, pretrained 24)."})
     sft_lr: float | None = field(default=None, metadata={"help": "SFT learning rate (tiny 2e-3, pretrained 5e-5)."})
+    sft_lr_scheduler: str | None = field(
+        default=None, metadata={"help": "SFT learning-rate schedule (tiny constant_with_warmup, pretrained cosine)."}
+    )
     sft_batch_size: int | None = field(default=None, metadata={"help": "SFT batch size (tiny 8, pretrained 4)."})
     grpo_steps: int | None = field(
         default=None, metadata={"help": "SEC-GRPO optimizer steps (tiny 12, pretrained 3)."}
     )
     grpo_lr: float | None = field(
-        default=None, metadata={"help": "SEC-GRPO learning rate (tiny 1e-4, pretrained 1e-6)."}
+        default=None, metadata={"help": "SEC-GRPO learning rate (tiny 3e-4, pretrained 1e-6)."}
+    )
+    grpo_warmup_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Warm-up steps of the RL learning rate (tiny 3: a fresh Adam's first steps are sign steps)."
+        },
+    )
+    invalid_action_penalty: float | None = field(
+        default=None,
+        metadata={"help": "Return subtracted per malformed turn in RL, `web_invalid_action_penalty` (tiny 0.1)."},
     )
     prompts_per_step: int | None = field(
         default=None, metadata={"help": "Goals per GRPO step (tiny 4, pretrained 2)."}
@@ -114,8 +147,17 @@ class WebDemoConfig:
             "docs/real-student.md)."
         },
     )
-    rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of RL rollouts."})
-    curriculum: str = field(default="sec", metadata={"help": "Curriculum strategy of SFT and RL."})
+    rollout_temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature of RL rollouts (tiny 0.25, the study's; pretrained 1)."}
+    )
+    curriculum: str = field(default="sec", metadata={"help": "Curriculum strategy over tasks in SFT."})
+    rl_curriculum: str | None = field(
+        default=None,
+        metadata={
+            "help": "Curriculum over tasks in RL (tiny 'random': after SFT, SEC at temperature 0.2 concentrated on "
+            "one task and the others were forgotten; pretrained 'sec')."
+        },
+    )
     curriculum_temperature: float = field(
         default=0.2, metadata={"help": "Boltzmann temperature of SEC in RL (its values are mean |advantages|)."}
     )
@@ -131,6 +173,11 @@ class WebDemoConfig:
                 setattr(self, name, value)
         if self.output_dir is None:
             self.output_dir = "outputs/demo" if self.student == "tiny" else f"outputs/demo-{Path(self.student).name}"
+        if self.train_seed_start < self.eval_goal_seeds:
+            raise ValueError(
+                f"train_seed_start={self.train_seed_start} overlaps the held-out goals (seeds "
+                f"0..{self.eval_goal_seeds - 1}): raise train_seed_start or lower eval_goal_seeds."
+            )
 
 
 def _web_settings(config: WebDemoConfig) -> dict[str, Any]:
@@ -150,11 +197,10 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
 
     from sec_rl.pipeline.collect import collect_traces
     from sec_rl.pipeline.compute import ComputeLedger
-    from sec_rl.pipeline.report import evaluate_stages, training_curve
+    from sec_rl.pipeline.report import evaluate_stages, paired_difference, training_curve
     from sec_rl.pipeline.scripted import ScriptedTeacher
     from sec_rl.pipeline.traces import read_traces, traces_to_dataset
     from sec_rl.web.config import WebConfig
-    from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS, TRAIN_SEEDS_START
 
     hf_logging.set_verbosity_error()
     out = Path(config.output_dir)
@@ -166,7 +212,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     # 1. the teacher's traces
     tick = time.perf_counter()
     console.rule("[bold]1/5 teacher traces (scripted expert)")
-    seeds = range(TRAIN_SEEDS_START, TRAIN_SEEDS_START + config.collect_seeds)
+    seeds = range(config.train_seed_start, config.train_seed_start + config.collect_seeds)
     with ScriptedTeacher() as teacher:
         collect_traces(teacher, [(task, seed) for task in config.tasks for seed in seeds], out / "traces", web)
     traces = read_traces(out / "traces")
@@ -210,7 +256,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
             web,
             goal_tasks=config.tasks,
             task_tasks=config.heldout_tasks,
-            goal_seeds=HELDOUT_GOAL_SEEDS,
+            goal_seeds=range(config.eval_goal_seeds),
             task_seeds=range(config.eval_task_seeds),
             output_dir=out / "eval",
             max_new_tokens=config.max_new_tokens,
@@ -228,6 +274,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
         "compute": ledger.to_dict(),
         "curriculum": {stage: _curriculum_probabilities(out / stage) for stage in ("sft", "grpo")},
         "rl_curve": training_curve(rl_dir),  # the rollouts' sampled success per step
+        "rl_gain": {split: paired_difference(out / "eval", "sft+rl", "sft", split) for split in ("goals", "tasks")},
         "seconds": timings,
         "environment": environment_info(),
     }
@@ -254,7 +301,7 @@ def _build_student(config: WebDemoConfig, dataset: Any, path: Path) -> None:
 
 
 def _common_training_args(
-    config: WebDemoConfig, output_dir: Path, logging_steps: int, curriculum_temperature: float
+    config: WebDemoConfig, output_dir: Path, logging_steps: int, curriculum: str, curriculum_temperature: float
 ) -> dict[str, Any]:
     return {
         "output_dir": str(output_dir),
@@ -265,11 +312,10 @@ def _common_training_args(
         "logging_steps": logging_steps,
         "save_strategy": "no",
         "gradient_checkpointing": False,
-        "curriculum": config.curriculum,
+        "curriculum": curriculum,
         "curriculum_column": ["task"],
-        "curriculum_temperature": curriculum_temperature,
         "curriculum_seed": config.seed,
-    }
+    } | ({"curriculum_temperature": curriculum_temperature} if curriculum == "sec" else {})
 
 
 def _sft(config: WebDemoConfig, student_dir: Path, output_dir: Path) -> None:
@@ -282,11 +328,13 @@ def _sft(config: WebDemoConfig, student_dir: Path, output_dir: Path) -> None:
         max_steps=config.sft_steps,
         learning_rate=config.sft_lr,
         per_device_train_batch_size=config.sft_batch_size,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=config.sft_lr_scheduler,
         warmup_steps=min(10, max(1, config.sft_steps // 5)),
         max_length=4096,
         curriculum_kwargs={"unsampled": "keep"},  # a task not drawn keeps its loss-based value
-        **_common_training_args(config, output_dir, max(1, config.sft_steps // 6), config.sft_curriculum_temperature),
+        **_common_training_args(
+            config, output_dir, max(1, config.sft_steps // 6), config.curriculum, config.sft_curriculum_temperature
+        ),
     )
     run_sft(WebSFTArguments(traces=str(output_dir.parent / "traces")), args, ModelConfig(str(student_dir)))
 
@@ -312,11 +360,15 @@ def _grpo(config: WebDemoConfig, sft_dir: Path, output_dir: Path) -> None:
         num_generations=config.num_generations,
         temperature=config.rollout_temperature,
         max_completion_length=48,
+        warmup_steps=config.grpo_warmup_steps,
+        web_invalid_action_penalty=config.invalid_action_penalty,
         beta=0.0,
         **_web_settings(config),
-        **_common_training_args(config, output_dir, 1, config.curriculum_temperature),  # every step: the curve
+        **_common_training_args(  # logged every step: the curve
+            config, output_dir, 1, config.rl_curriculum, config.curriculum_temperature
+        ),
     )
-    goals = WebGRPOArguments(tasks=config.tasks, num_seeds=config.collect_seeds)
+    goals = WebGRPOArguments(tasks=config.tasks, num_seeds=config.collect_seeds, first_seed=config.train_seed_start)
     run_grpo(goals, args, ModelConfig(str(sft_dir)))
 
 
@@ -337,6 +389,17 @@ def _student_name(config: WebDemoConfig) -> str:
     return f"{hub_model_id(config.student)} (pretrained, full fine-tuning)"
 
 
+def _gain_line(split: str, gain: dict[str, Any]) -> str:
+    name = {"goals": "held-out goals", "tasks": "held-out tasks"}[split]
+    if not gain["episodes"]:
+        return f"- {name}: not evaluated"
+    verdict = "excludes 0" if gain["excludes_zero"] else "includes 0: no change shown"
+    return (
+        f"- {name} ({gain['episodes']} episodes): {gain['mean']:+.1%} [{gain['low']:+.1%}, {gain['high']:+.1%}], "
+        f"the interval {verdict}"
+    )
+
+
 def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledger: Any) -> str:
     traces, seconds = numbers["traces"], numbers["seconds"]
     lines = [
@@ -346,15 +409,25 @@ def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledge
         f"Teacher: the scripted expert, {traces['episodes']} episodes, {traces['successful']} successful traces kept.",
         f"Student: {_student_name(config)}; "
         f"SFT {config.sft_steps} steps, SEC-GRPO {config.grpo_steps} steps "
-        f"({config.prompts_per_step} goals x {config.num_generations} episodes per step), curriculum "
-        f"{config.curriculum!r} over tasks (temperature {config.sft_curriculum_temperature} on the SFT loss, "
-        f"{config.curriculum_temperature} on RL's mean |advantage|).",
+        f"({config.prompts_per_step} goals x {config.num_generations} episodes per step, lr {config.grpo_lr:g}, "
+        f"temperature {config.rollout_temperature:g}); curriculum over tasks {config.curriculum!r} in SFT "
+        f"(temperature {config.sft_curriculum_temperature:g} on the loss), {config.rl_curriculum!r} in RL"
+        + (
+            f" (temperature {config.curriculum_temperature:g} on mean |advantage|)."
+            if config.rl_curriculum == "sec"
+            else "."
+        )
+        + f" Held-out goals: seeds 0-{config.eval_goal_seeds - 1} of each training task.",
         "",
         "## Success rates (greedy; 95% bootstrap intervals)",
         "",
         report.table(),
         "",
         "![success per stage](eval/success.png)",
+        "",
+        "## RL's gain: SFT + RL - SFT on the same episodes (paired bootstrap 95% interval)",
+        "",
+        *(_gain_line(split, gain) for split, gain in numbers["rl_gain"].items()),
         "",
         "## RL training curve: the rollouts' sampled success per step",
         "",

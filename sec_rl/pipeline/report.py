@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -46,7 +47,9 @@ __all__ = [
     "episode_outcomes",
     "evaluate_stages",
     "format_score",
+    "paired_difference",
     "stage_file",
+    "training_curve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -301,6 +304,23 @@ def episode_outcomes(output_dir: str | os.PathLike[str], stage: str, split: str)
     data = json.loads(stage_file(output_dir, stage).read_text())["splits"].get(split)
     episodes = data["report"]["episodes"] if data else []
     return {(e["task"], int(e["seed"])): float(e["success"]) for e in episodes if not e.get("env_error")}
+
+
+def paired_difference(
+    output_dir: str | os.PathLike[str], stage: str, baseline: str, split: str = "goals", resamples: int = 2000
+) -> dict[str, Any]:
+    """Mean success difference ``stage - baseline`` on the episodes both ran (same task and seed), with a bootstrap
+    95% interval over those episodes: pairing removes the goals' spread, so a few points' change can show."""
+    a, b = episode_outcomes(output_dir, stage, split), episode_outcomes(output_dir, baseline, split)
+    keys = sorted(a.keys() & b.keys())
+    if not keys:
+        return {"episodes": 0}
+    diffs = [a[k] - b[k] for k in keys]
+    rng = random.Random(0)
+    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
+    low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    return {"episodes": len(keys), "mean": sum(diffs) / len(diffs), "low": low, "high": high,
+            "excludes_zero": low > 0 or high < 0}  # fmt: skip
 
 
 def training_curve(model_dir: str | os.PathLike[str], metric: str = "web/success_rate") -> dict[int, float]:

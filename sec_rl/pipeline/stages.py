@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sec_rl.web.config import HIDDEN, WebConfig, json_option, with_default
+from sec_rl.web.tasks import TRAIN_SEEDS_START
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -152,8 +153,13 @@ class WebGRPOArguments:
     tasks: list[str] | None = field(
         default=None, metadata={"help": "Training tasks (default: the 99 training tasks of the study's split)."}
     )
-    num_seeds: int = field(
-        default=100, metadata={"help": "Seeds per task, from seed 3 on (seeds 0-2 are the held-out goals)."}
+    num_seeds: int = field(default=100, metadata={"help": "Seeds per task, from `first_seed` on."})
+    first_seed: int = field(
+        default=TRAIN_SEEDS_START,
+        metadata={
+            "help": "First training seed: 3 in the study's split (seeds 0-2 are the held-out goals); later when more "
+            "seeds are held out, as the demo does."
+        },
     )
 
 
@@ -170,7 +176,7 @@ def run_grpo(args: WebGRPOArguments, training_args: SECWebGRPOConfig, model_args
     trainer = SECWebGRPOTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_goals(args.num_seeds, args.tasks),
+        train_dataset=train_goals(range(args.first_seed, args.first_seed + args.num_seeds), args.tasks),
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         callbacks=[ComputeCallback(stage="rl")],

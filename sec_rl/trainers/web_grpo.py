@@ -122,6 +122,14 @@ class WebAgentArguments(WebConfig):
         default=None,
         metadata={"help": "Return of a failed episode (e.g. -1.0 for the study's +1/-1). Default: the environment's."},
     )
+    web_invalid_action_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "Subtracted from the return for each turn whose output held no valid action (per_step: from that "
+            "step's). 0 rewards an episode that succeeds after malformed actions like a clean one, which teaches the "
+            "malformed text too: a tiny student's action format wore away under RL (docs/benchmark-web-learning.md)."
+        },
+    )
     web_episodes_per_goal: int | None = field(
         default=None,
         metadata={
@@ -141,6 +149,11 @@ class WebAgentArguments(WebConfig):
             raise ValueError(f"web_advantage={self.web_advantage!r} is not supported: use one of ['goal', 'batch'].")
         if not 0.0 < self.web_gamma <= 1.0:
             raise ValueError(f"web_gamma={self.web_gamma} is out of range: use a discount in (0, 1].")
+        if not 0.0 <= self.web_invalid_action_penalty < math.inf:
+            raise ValueError(
+                f"web_invalid_action_penalty={self.web_invalid_action_penalty} is out of range: use a penalty >= 0 "
+                "(0: none; e.g. 0.1 per malformed turn against a success's 1.0)."
+            )
         if self.web_episodes_per_goal is not None:
             if self.web_layout != "per_step":
                 raise ValueError("web_episodes_per_goal applies to web_layout='per_step' only: unset it.")
@@ -171,6 +184,21 @@ class SECWebGRPOConfig(WebAgentArguments, SECGRPOConfig):
         default_factory=lambda: ["task"],
         metadata={"help": "Dataset column(s) holding each row's category: the task, for web agents."},
     )
+    loss_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "TRL's loss aggregation (see GRPOConfig). Default: 'grpo' in the episode layout, 'dapo' (TRL's) "
+            "in per_step. An episode sample holds every turn, and a failed episode runs all its turns, repeating the "
+            "action format more often than a quick success: weighting tokens alike ('dapo') pushes the format's "
+            "shared tokens down by the surplus, and a small model's actions stop parsing. 'grpo' weighs each episode "
+            "by its advantage whatever its length, so the shared tokens' pushes cancel within a group."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.loss_type is None:
+            self.loss_type = "grpo" if self.web_layout == "episode" else "dapo"
 
 
 # -- the trainer -----------------------------------------------------------------------------------
@@ -450,12 +478,17 @@ class WebAgentMixin:
         eos = self._web_tokenizer.eos_token_id
 
         if args.web_layout == "episode":
-            samples = [episode_sample(e, plan[e.index], eos, args.web_failure_reward) for e in result.episodes]
+            samples = [
+                episode_sample(e, plan[e.index], eos, args.web_failure_reward, args.web_invalid_action_penalty)
+                for e in result.episodes
+            ]
         else:
             samples = [
                 s
                 for e in result.episodes
-                for s in step_samples(e, plan[e.index], args.web_gamma, args.web_failure_reward)
+                for s in step_samples(
+                    e, plan[e.index], args.web_gamma, args.web_failure_reward, args.web_invalid_action_penalty
+                )
             ]
         if self._web_extra_rewards:
             self._score_extra_rewards(samples)

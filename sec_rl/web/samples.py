@@ -43,6 +43,7 @@ __all__ = [
     "episode_sample",
     "filler_sample",
     "fit_step_rows",
+    "invalid_turns",
     "mask_zero_advantage",
     "row_groups",
     "rollout_output",
@@ -108,14 +109,28 @@ def discounted_returns(reward: float, num_steps: int, gamma: float) -> list[floa
     return [gamma ** (num_steps - 1 - t) * reward for t in range(num_steps)]
 
 
+def invalid_turns(episode: Episode) -> list[bool]:
+    """Per turn, whether the output held no valid action (the environment left the page as it was)."""
+    return [step.action is None for step in episode.steps]
+
+
 # -- samples ---------------------------------------------------------------------------------------
 def filler_sample(goal: Goal, group: int, eos_token_id: int, episode: int = -1) -> Sample:
     """A row that trains nothing: one EOS as prompt and completion, masked out. Stands in for missing samples."""
     return Sample([eos_token_id], [eos_token_id], [0], None, goal, group, episode)
 
 
-def episode_sample(episode: Episode, group: int, eos_token_id: int, failure_reward: float | None = None) -> Sample:
+def episode_sample(
+    episode: Episode,
+    group: int,
+    eos_token_id: int,
+    failure_reward: float | None = None,
+    invalid_action_penalty: float = 0.0,
+) -> Sample:
     """The whole episode as one completion, with the observations between turns masked out (``env_mask`` 0).
+
+    It carries ``R - invalid_action_penalty x`` its invalid turns: without the penalty, an episode that writes two
+    malformed actions before the right one is rewarded like a clean one, and the malformed text with it.
 
     The step contexts are nested: step ``t+1``'s context is step ``t``'s context, its completion, and the
     environment's tokens (an EOS closing a turn cut at the length limit, the template's glue, the next
@@ -157,16 +172,26 @@ def episode_sample(episode: Episode, group: int, eos_token_id: int, failure_rewa
         goal=episode.goal,
         group=group,
         episode=episode.index,
-        reward=reward,
+        reward=reward - invalid_action_penalty * sum(invalid_turns(episode)),
     )
 
 
-def step_samples(episode: Episode, group: int, gamma: float, failure_reward: float | None = None) -> list[Sample]:
-    """One sample per step, carrying the discounted return; none for an episode with an environment error."""
+def step_samples(
+    episode: Episode,
+    group: int,
+    gamma: float,
+    failure_reward: float | None = None,
+    invalid_action_penalty: float = 0.0,
+) -> list[Sample]:
+    """One sample per step, carrying the discounted return (less ``invalid_action_penalty`` on a step whose output
+    held no valid action); none for an episode with an environment error."""
     reward = episode_return(episode, failure_reward)
     if reward is None:
         return []
-    returns = discounted_returns(reward, len(episode.steps), gamma)
+    returns = [
+        value - invalid_action_penalty * invalid
+        for value, invalid in zip(discounted_returns(reward, len(episode.steps), gamma), invalid_turns(episode))
+    ]
     return [
         Sample(
             prompt_ids=list(step.prompt_ids),
