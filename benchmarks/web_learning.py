@@ -16,7 +16,12 @@ percentile bootstrap that resamples seeds and goals (the seed-to-seed spread of 
     python benchmarks/web_learning.py --jobs 8 --device cuda            # a GPU machine: 8 runs at once
     python benchmarks/web_learning.py --summary_only                    # the table from the saved runs
     python benchmarks/web_learning.py --env browsergym --tasks click-test click-test-2 click-dialog \\
-        click-dialog-2 focus-text-2 enter-text --train_seed_start 3 --eval_seeds 3  # MiniWoB++ (Chromium)
+        click-dialog-2 focus-text-2 enter-text --train_seed_start 50 --eval_seeds 20  # MiniWoB++ (Chromium)
+    ... --modes episode --seeds 0 1 2 --rl_starts 50 200 300   # the compute frontier: RL from more SFT budgets
+
+With ``--rl_starts``, RL also runs from those SFT budgets, and the summary adds the compute frontier: greedy success
+against the FLOPs spent (the pipeline's ``ComputeLedger``: SFT, then rollouts and updates), SFT alone against SFT +
+RL, and ``compute_to_match`` (how much compute SFT + RL needs to reach SFT's best), on the seed mean and per seed.
 
 Resumable: traces, the student, the SFT checkpoint, the start's evaluation and each (mode, seed) run are kept in
 ``--output_dir`` and skipped when done. The summary (``summary.json``, ``summary.md``) records the settings, the

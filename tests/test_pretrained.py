@@ -170,7 +170,7 @@ def test_the_demo_sizes_itself_to_its_student():
     # the tiny demo: the learning benchmark's MiniWoB++ settings, whose RL gain held across seeds
     assert (tiny.sft_steps, tiny.sft_lr, tiny.max_new_tokens, tiny.rollout_temperature) == (100, 2e-3, 48, 0.25)
     assert (tiny.grpo_lr, tiny.grpo_warmup_steps, tiny.invalid_action_penalty, tiny.rl_curriculum) == (
-        3e-4, 3, 0.1, "random"
+        1.5e-4, 3, 0.1, "random"
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"train_seed_start=10 overlaps the held-out goals \(seeds 0..19\)"):
         WebDemoConfig(train_seed_start=10)

@@ -39,7 +39,7 @@ DEMO_ACTIONS = ["click", "fill", "noop"]
 # parameters), so it gets fewer SFT steps and RL episodes: sized to finish in about 30 minutes on 2 CPU cores.
 STUDENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"sft_steps": 100, "sft_lr": 2e-3, "sft_lr_scheduler": "constant_with_warmup", "sft_batch_size": 8,
-             "grpo_steps": 12, "grpo_lr": 3e-4, "grpo_warmup_steps": 3, "invalid_action_penalty": 0.1,
+             "grpo_steps": 12, "grpo_lr": 1.5e-4, "grpo_warmup_steps": 3, "invalid_action_penalty": 0.1,
              "rollout_temperature": 0.25, "rl_curriculum": "random", "prompts_per_step": 8, "num_generations": 4,
              "grpo_batch_size": None, "max_new_tokens": 48, "eval_untrained": True},
     "pretrained": {"sft_steps": 24, "sft_lr": 5e-5, "sft_lr_scheduler": "cosine", "sft_batch_size": 4,
@@ -113,7 +113,7 @@ class WebDemoConfig:
         default=None, metadata={"help": "SEC-GRPO optimizer steps (tiny 12, pretrained 3)."}
     )
     grpo_lr: float | None = field(
-        default=None, metadata={"help": "SEC-GRPO learning rate (tiny 3e-4, pretrained 1e-6)."}
+        default=None, metadata={"help": "SEC-GRPO learning rate (tiny 1.5e-4, pretrained 1e-6)."}
     )
     grpo_warmup_steps: int | None = field(
         default=None,
