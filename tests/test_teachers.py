@@ -58,7 +58,16 @@ class FakeOpenAIServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
+            def leave(self) -> None:
+                """The request stops counting as in flight: before its answer is written, since the client may send
+                its next request (on a new connection, another thread) as soon as it has read it."""
+                if getattr(self, "counted", False):
+                    with server.lock:
+                        server.in_flight -= 1
+                    self.counted = False
+
             def send(self, status: int, payload: Any, raw: str | None = None) -> None:
+                self.leave()
                 data = (raw if raw is not None else json.dumps(payload)).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -94,6 +103,7 @@ class FakeOpenAIServer:
                     server.bodies.append(body)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    self.counted = True
                     failure = server.failures.pop(0) if server.failures else None
                     canned = server.canned.pop(0) if server.canned and failure is None else None
                 try:
@@ -123,8 +133,7 @@ class FakeOpenAIServer:
                         },
                     )
                 finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                    self.leave()
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
