@@ -103,7 +103,7 @@ class WebDemoConfig:
     hidden_size: int = field(default=128, metadata={"help": "Width of the tiny student (student='tiny')."})
     num_layers: int = field(default=2, metadata={"help": "Layers of the tiny student."})
     vocab_size: int = field(default=1024, metadata={"help": "Vocabulary of the tokenizer trained on the traces."})
-    sft_steps: int | None = field(default=None, metadata={"help": "SFT optimizer steps (tiny 150, pretrained 24)."})
+    sft_steps: int | None = field(default=None, metadata={"help": "SFT optimizer steps (tiny 100, pretrained 24)."})
     sft_lr: float | None = field(default=None, metadata={"help": "SFT learning rate (tiny 2e-3, pretrained 5e-5)."})
     sft_lr_scheduler: str | None = field(
         default=None, metadata={"help": "SFT learning-rate schedule (tiny constant_with_warmup, pretrained cosine)."}
@@ -126,7 +126,7 @@ class WebDemoConfig:
         metadata={"help": "Return subtracted per malformed turn in RL, `web_invalid_action_penalty` (tiny 0.1)."},
     )
     prompts_per_step: int | None = field(
-        default=None, metadata={"help": "Goals per GRPO step (tiny 4, pretrained 2)."}
+        default=None, metadata={"help": "Goals per GRPO step (tiny 8, pretrained 2)."}
     )
     num_generations: int | None = field(default=None, metadata={"help": "Episodes per goal, the GRPO group (4)."})
     grpo_batch_size: int | None = field(
@@ -137,7 +137,7 @@ class WebDemoConfig:
         },
     )
     max_new_tokens: int | None = field(
-        default=None, metadata={"help": "Tokens per turn in the evaluation (tiny 128, pretrained 64)."}
+        default=None, metadata={"help": "Tokens per turn in the evaluation (tiny 48, pretrained 64)."}
     )
     eval_untrained: bool | None = field(
         default=None,
