@@ -23,6 +23,9 @@ With ``--rl_starts``, RL also runs from those SFT budgets, and the summary adds 
 against the FLOPs spent (the pipeline's ``ComputeLedger``: SFT, then rollouts and updates), SFT alone against SFT +
 RL, and ``compute_to_match`` (how much compute SFT + RL needs to reach SFT's best), on the seed mean and per seed.
 
+With ``--starts_from DIR``, the traces, student, SFT checkpoints and their evaluations are copied from an earlier
+``--output_dir``, so that other RL settings (``--curriculum``, ``--rl_lr``, ...) run from the same starts.
+
 Resumable: traces, the student, the SFT checkpoint, the start's evaluation and each (mode, seed) run are kept in
 ``--output_dir`` and skipped when done. The summary (``summary.json``, ``summary.md``) records the settings, the
 machine and the package versions.
@@ -33,6 +36,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -43,7 +47,6 @@ import numpy as np
 from transformers import TrainerCallback
 
 MODES = ("episode", "per_step")
-TEMPERED = ("sec", "target_success")  # the curricula with a Boltzmann temperature
 
 
 @dataclass
@@ -83,6 +86,10 @@ class WebLearningArguments:
     start_range: list[float] = field(
         default_factory=lambda: [0.2, 0.5], metadata={"help": "Held-out success wanted of the start (low high)."}
     )
+    start: int | None = field(
+        default=None,
+        metadata={"help": "The SFT budget RL starts from (default: the first whose success lies in --start_range)."},
+    )
     sft_lr: float = field(default=1e-3, metadata={"help": "SFT learning rate (constant after warm-up)."})
     sft_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
     modes: list[str] = field(default_factory=lambda: list(MODES), metadata={"help": "Sample modes to run."})
@@ -119,7 +126,8 @@ class WebLearningArguments:
         metadata={"help": "Curriculum over tasks in RL ('sec', 'random'; 'none': TRL's sampler over goals)."},
     )
     curriculum_temperature: float = field(
-        default=0.2, metadata={"help": "Boltzmann temperature of 'sec' and 'target_success' (the study's rho)."}
+        default=0.2,
+        metadata={"help": "Boltzmann temperature of the curricula that have one ('sec'; 'target_success': rho)."},
     )
     curriculum_kwargs: str | None = field(
         default=None, metadata={"help": "Other parameters of the curriculum, JSON, e.g. '{\"target\": 0.5}'."}
@@ -138,6 +146,13 @@ class WebLearningArguments:
     jobs: int = field(default=1, metadata={"help": "RL runs at once (processes)."})
     threads: int | None = field(default=None, metadata={"help": "Torch threads per run (default: cores / jobs)."})
     resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples."})
+    starts_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "An earlier run's output_dir whose traces, student, SFT checkpoints and their evaluations are "
+            "copied here (the same starts): compare RL settings, e.g. curricula, without training SFT again."
+        },
+    )
     summary_only: bool = field(default=False, metadata={"help": "Only the summary, from the saved runs."})
 
 
@@ -224,6 +239,18 @@ def sft(args: WebLearningArguments, out: Path) -> None:
     (out / "sft" / "done").write_text(json.dumps(trainer.state.log_history))
 
 
+def copy_starts(source: Path, out: Path) -> None:
+    """Copies what an earlier run trained before RL (the stages ``main`` skips when present); never overwrites."""
+    if not (source / "sft" / "done").exists():
+        raise FileNotFoundError(
+            f"--starts_from {source}: no finished SFT there ({source / 'sft' / 'done'} is missing); give the "
+            "output_dir of a run whose SFT stage completed."
+        )
+    for folder in ["traces", "student-init", "sft", *(p.name for p in source.glob("start*"))]:
+        if not (out / folder).exists():
+            shutil.copytree(source / folder, out / folder)
+
+
 def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, dict[str, float]]]:
     """Every budget's greedy success per held-out goal, and the budget RL starts from (see the module docstring)."""
     budgets = sorted(args.sft_budgets)
@@ -231,6 +258,8 @@ def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, 
     outcomes = evaluate(args, checkpoints, out / "start", args.device)
     per_budget = {b: outcomes[f"sft-{b}"] for b in budgets}
     success = {b: _mean(goals) for b, goals in per_budget.items()}
+    if args.start is not None:
+        return args.start, per_budget
     low, high = args.start_range
     inside = [b for b in budgets if low <= success[b] <= high]
     start = inside[0] if inside else min(budgets, key=lambda b: abs(success[b] - (low + high) / 2))
@@ -269,6 +298,7 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
     from transformers.utils import logging as hf_logging
 
     from sec_rl.pipeline.compute import COMPUTE_FILE, ComputeCallback, ComputeLedger
+    from sec_rl.trainers.curriculum_args import takes_temperature
     from sec_rl.trainers.progress import use_concise_progress
     from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
     from sec_rl.web.tasks import goals_dataset
@@ -285,7 +315,7 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
         beta=args.beta, loss_type=args.loss_type, save_strategy="steps", save_steps=args.eval_every,
         save_only_model=True,
         curriculum=args.curriculum,
-        **({"curriculum_temperature": args.curriculum_temperature} if args.curriculum in TEMPERED else {}),
+        **({"curriculum_temperature": args.curriculum_temperature} if takes_temperature(args.curriculum) else {}),
         curriculum_kwargs=args.curriculum_kwargs,
         skip_steps_without_signal=args.skip_steps_without_signal,
         web_invalid_action_penalty=args.invalid_action_penalty, **asdict(_web(args, mode)),
@@ -427,7 +457,7 @@ def frontier(
     pure = front("SFT", list(sft.values()))
     match = compute_to_match(front("SFT + RL", [p for points in rl.values() for p in points.values()]), pure)
     per_seed = []
-    for seed in sorted(set.intersection(*({r["seed"] for r in group} for group in runs.values()))):
+    for seed in sorted({r["seed"] for group in runs.values() for r in group}):  # each seed's runs, from any start
         points = [(r["flops"][k], _mean(r["greedy"][k])) for g in runs.values() for r in g if r["seed"] == seed
                   for k in r["flops"]]  # fmt: skip
         ratio = compute_to_match(front("SFT + RL", points), pure).ratio
@@ -463,7 +493,11 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
     unknown = sorted(set(args.modes) - set(MODES))
     if unknown:
         raise ValueError(f"unknown sample mode {unknown}: choose among {list(MODES)}.")
+    if args.start is not None and args.start not in args.sft_budgets:
+        raise ValueError(f"--start {args.start} is not an SFT budget: choose among --sft_budgets {args.sft_budgets}.")
     (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
+    if args.starts_from:
+        copy_starts(Path(args.starts_from), out)
     if not args.summary_only:
         for name, done, stage in (
             ("traces", out / "traces" / "compute.json", collect),

@@ -24,6 +24,7 @@ from sec_rl.curriculum import (
     arm_key,
     make_curriculum,
     split_arm_key,
+    strategy_parameters,
     upgrade_curriculum_state,
 )
 
@@ -589,6 +590,18 @@ def test_registry_unknown_name_lists_known_ones():
 def test_registry_unknown_parameter_lists_accepted_ones():
     with pytest.raises(ValueError, match=r"does not take \['tau'\].*'alpha'.*'temperature'"):
         make_curriculum("sec", ARMS, tau=0.4)
+
+
+def test_strategy_parameters_say_which_strategies_take_a_temperature():
+    from sec_rl.trainers.curriculum_args import takes_temperature
+
+    assert {"alpha", "temperature"} <= strategy_parameters("sec")
+    assert "sizes" not in strategy_parameters("sec") and "categories" not in strategy_parameters("random")
+    tempered = {name for name in CURRICULA if takes_temperature(name)}
+    assert tempered == {"sec", "target_success", "dump", "learning_progress"}
+    assert not takes_temperature("none")
+    with pytest.raises(ValueError, match="unknown curriculum 'bandit'"):
+        strategy_parameters("bandit")
 
 
 def test_joint_arms_with_arm_key():

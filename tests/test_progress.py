@@ -18,7 +18,7 @@ WEB_LOG = {
 
 def test_a_web_grpo_log_is_one_line_of_the_metrics_a_person_reads():
     assert format_log(WEB_LOG, 8, 12) == (
-        "step 8/12 | loss 0.02135 | success 62% | reward 0.625 | invalid 4% | lr 1e-04 | skipped 2"
+        "step 8/12 | loss 0.02135 | success 62% | reward 0.625 | invalid 4% | lr 1.0e-04 | skipped 2"
         " | curriculum: enter-text 70%"
     )
 

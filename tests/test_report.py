@@ -20,6 +20,7 @@ from sec_rl.pipeline.report import (
     format_score,
     paired_difference,
     stage_file,
+    success_per_task,
     training_curve,
 )
 from sec_rl.pipeline.scripted import TextWorldTeacher
@@ -100,6 +101,9 @@ def test_always_right_and_always_wrong(tmp_path):
     assert episode_outcomes(tmp_path, "right", "tasks") == {("enter-text", s): 1.0 for s in range(4)}
     assert episode_outcomes(tmp_path, "wrong", "goals") == {("click-button", s): 0.0 for s in range(3)}
     assert episode_outcomes(tmp_path, "right", "unevaluated") == {}
+    assert success_per_task(tmp_path, "right", "tasks") == {"enter-text": 1.0}
+    assert success_per_task(tmp_path, "wrong") == {"click-button": 0.0}
+    assert success_per_task(tmp_path, "right", "unevaluated") == {}
     # Paired differences: every episode of one stage against the same (task, seed) of another.
     assert paired_difference(tmp_path, "right", "wrong") == {
         "episodes": 3, "mean": 1.0, "low": 1.0, "high": 1.0, "excludes_zero": True

@@ -236,6 +236,16 @@ def test_traces_to_dataset_columns_and_filters():
     assert everything["seed"] == [3, 4, 3]  # failures kept, the environment error never
 
 
+def test_traces_to_dataset_does_not_depend_on_the_collection_order():
+    traces = [make_trace(task, seed, True) for task in ("enter-text", "click-button") for seed in (7, 2, 5)]
+    dataset = traces_to_dataset(traces)
+    assert list(zip(dataset["task"], dataset["seed"], strict=True)) == [
+        ("click-button", 2), ("click-button", 5), ("click-button", 7),
+        ("enter-text", 2), ("enter-text", 5), ("enter-text", 7),
+    ]  # fmt: skip
+    assert traces_to_dataset(traces[::-1]).to_dict() == dataset.to_dict()
+
+
 def test_no_successful_trace_is_a_clear_error():
     traces = [
         make_trace(seed=3, success=False, teacher="llama-70b"),

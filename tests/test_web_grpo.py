@@ -20,7 +20,7 @@ from helpers.runs import browser_missing, run_two_processes
 from helpers.web_model import SYSTEM, KillingActor, OracleActor, build_web_model
 
 from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
-from sec_rl.web.samples import compute_advantages, invalid_turns
+from sec_rl.web.samples import compute_advantages
 from sec_rl.web.tasks import goals_dataset
 
 TASKS = ("click-button", "enter-text")
@@ -188,8 +188,8 @@ def test_invalid_action_penalty_reaches_the_trained_returns(web_model_dir, tmp_p
     trainer = make_trainer(web_model_dir, str(tmp_path), "episode", max_steps=1, web_invalid_action_penalty=0.25)
     trainer.train()
     episodes, samples = trainer.web_last_rollout.episodes, trainer.web_last_samples
-    assert [s.reward for s in samples] == pytest.approx([e.reward - 0.25 * sum(invalid_turns(e)) for e in episodes])
-    assert any(invalid_turns(e)[0] for e in episodes), "no malformed turn: the test checks nothing"
+    assert [s.reward for s in samples] == pytest.approx([e.reward - 0.25 * sum(e.invalid_turns) for e in episodes])
+    assert any(e.invalid_turns[0] for e in episodes), "no malformed turn: the test checks nothing"
 
 
 def test_user_reward_functions_add_to_the_return_weighted_as_in_trl(web_model_dir, tmp_path):

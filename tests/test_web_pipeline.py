@@ -179,6 +179,10 @@ def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
     # RL's gain, paired on the same held-out goals and tasks as the table's (6 and 1 episodes).
     assert {split: gain["episodes"] for split, gain in report["rl_gain"].items()} == {"goals": 6, "tasks": 1}
     assert f"- held-out goals (6 episodes): {report['rl_gain']['goals']['mean']:+.1%} [" in text
+    # Where the change lies: success per training task on the held-out goals, before and after RL.
+    sft, rl = report["per_task"]["sft"], report["per_task"]["sft+rl"]
+    assert set(sft) == set(rl) == {"click-test", "click-dialog"}
+    assert f"click-test {sft['click-test']:.0%} -> {rl['click-test']:.0%}" in text
     assert (out / "eval" / "success.png").stat().st_size > 0
 
     # Run again: every stage finds its work on disk and nothing is redone.

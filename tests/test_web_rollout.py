@@ -23,7 +23,6 @@ from sec_rl.web.samples import (
     discounted_returns,
     episode_sample,
     fit_step_rows,
-    invalid_turns,
     mask_zero_advantage,
     rollout_output,
     row_groups,
@@ -192,7 +191,7 @@ def test_invalid_action_penalty_per_malformed_turn():
         step([1, 2, 3, 4, 9, 5, 6, 9], [7, 2], "click('13')", 1.0),
     ]
     episode = Episode("a", 1, 0, steps)
-    assert invalid_turns(episode) == [True, True, False]
+    assert episode.invalid_turns == [True, True, False]
     assert episode_sample(episode, 0, eos_token_id=2).reward == 1.0
     whole = episode_sample(episode, 0, eos_token_id=2, invalid_action_penalty=0.1)
     assert whole.reward == pytest.approx(0.8)

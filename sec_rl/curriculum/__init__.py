@@ -45,22 +45,31 @@ def make_curriculum(name: str, categories: Sequence[str], **kwargs: Any) -> Curr
     ``kwargs`` are the strategy's parameters plus optional context (``sizes``: rows per category,
     ``total_updates``: planned curriculum updates), which is passed only to strategies that use it.
     """
-    strategies = {**CURRICULA, **POOL_STRATEGIES}
-    if ":" in name:
-        cls, fixed = resolve_strategy(name), {}
-    elif name not in strategies:
-        raise ValueError(
-            f"unknown curriculum {name!r}: choose one of {sorted(strategies)}, or give your own strategy's import "
-            "path, 'my_pkg.module:MyStrategy'."
-        )
-    else:
-        cls, fixed = strategies[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "categories", *fixed}
+    cls, fixed = _strategy(name)
+    accepted = strategy_parameters(name)
     params = {k: v for k, v in kwargs.items() if k not in CONTEXT_ARGS or k in accepted}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"curriculum {name!r} does not take {unknown}; its parameters are {sorted(accepted)}.")
     return cls(categories, **{**params, **fixed})
+
+
+def strategy_parameters(name: str) -> set[str]:
+    """The parameters a strategy takes (registry name or import path), e.g. whether it has a ``temperature``."""
+    cls, fixed = _strategy(name)
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "categories", *fixed}
+
+
+def _strategy(name: str) -> tuple[type[Curriculum], dict[str, Any]]:
+    strategies = {**CURRICULA, **POOL_STRATEGIES}
+    if ":" in name:
+        return resolve_strategy(name), {}
+    if name not in strategies:
+        raise ValueError(
+            f"unknown curriculum {name!r}: choose one of {sorted(strategies)}, or give your own strategy's import "
+            "path, 'my_pkg.module:MyStrategy'."
+        )
+    return strategies[name]
 
 
 def resolve_strategy(path: str) -> type[Curriculum]:
@@ -88,5 +97,6 @@ __all__ = [
     "resolve_strategy",
     "softmax",
     "split_arm_key",
+    "strategy_parameters",
     "upgrade_curriculum_state",
 ]

@@ -197,7 +197,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
 
     from sec_rl.pipeline.collect import collect_traces
     from sec_rl.pipeline.compute import ComputeLedger
-    from sec_rl.pipeline.report import evaluate_stages, paired_difference, training_curve
+    from sec_rl.pipeline.report import evaluate_stages, paired_difference, success_per_task, training_curve
     from sec_rl.pipeline.scripted import ScriptedTeacher
     from sec_rl.pipeline.traces import read_traces, traces_to_dataset
     from sec_rl.web.config import WebConfig
@@ -275,6 +275,7 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
         "curriculum": {stage: _curriculum_probabilities(out / stage) for stage in ("sft", "grpo")},
         "rl_curve": training_curve(rl_dir),  # the rollouts' sampled success per step
         "rl_gain": {split: paired_difference(out / "eval", "sft+rl", "sft", split) for split in ("goals", "tasks")},
+        "per_task": {stage: success_per_task(out / "eval", stage) for stage in ("sft", "sft+rl")},  # held-out goals
         "seconds": timings,
         "environment": environment_info(),
     }
@@ -303,6 +304,8 @@ def _build_student(config: WebDemoConfig, dataset: Any, path: Path) -> None:
 def _common_training_args(
     config: WebDemoConfig, output_dir: Path, logging_steps: int, curriculum: str, curriculum_temperature: float
 ) -> dict[str, Any]:
+    from sec_rl.trainers.curriculum_args import takes_temperature
+
     return {
         "output_dir": str(output_dir),
         "use_cpu": True,
@@ -315,7 +318,7 @@ def _common_training_args(
         "curriculum": curriculum,
         "curriculum_column": ["task"],
         "curriculum_seed": config.seed,
-    } | ({"curriculum_temperature": curriculum_temperature} if curriculum == "sec" else {})
+    } | ({"curriculum_temperature": curriculum_temperature} if takes_temperature(curriculum) else {})
 
 
 def _sft(config: WebDemoConfig, student_dir: Path, output_dir: Path) -> None:
@@ -428,6 +431,12 @@ def _markdown(config: WebDemoConfig, numbers: dict[str, Any], report: Any, ledge
         "## RL's gain: SFT + RL - SFT on the same episodes (paired bootstrap 95% interval)",
         "",
         *(_gain_line(split, gain) for split, gain in numbers["rl_gain"].items()),
+        "",
+        "Held-out goals per task (SFT -> SFT + RL): "
+        + ", ".join(
+            f"{task} {before:.0%} -> {numbers['per_task']['sft+rl'].get(task, float('nan')):.0%}"
+            for task, before in numbers["per_task"]["sft"].items()
+        ),
         "",
         "## RL training curve: the rollouts' sampled success per step",
         "",

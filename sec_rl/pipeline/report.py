@@ -49,6 +49,7 @@ __all__ = [
     "format_score",
     "paired_difference",
     "stage_file",
+    "success_per_task",
     "training_curve",
 ]
 
@@ -304,6 +305,14 @@ def episode_outcomes(output_dir: str | os.PathLike[str], stage: str, split: str)
     data = json.loads(stage_file(output_dir, stage).read_text())["splits"].get(split)
     episodes = data["report"]["episodes"] if data else []
     return {(e["task"], int(e["seed"])): float(e["success"]) for e in episodes if not e.get("env_error")}
+
+
+def success_per_task(output_dir: str | os.PathLike[str], stage: str, split: str = "goals") -> dict[str, float]:
+    """A stage's success rate per task on ``split`` (its episodes by task): where a change between stages lies."""
+    by_task: dict[str, list[float]] = {}
+    for (task, _), success in sorted(episode_outcomes(output_dir, stage, split).items()):
+        by_task.setdefault(task, []).append(success)
+    return {task: sum(values) / len(values) for task, values in by_task.items()}
 
 
 def paired_difference(

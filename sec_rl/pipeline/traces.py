@@ -354,7 +354,9 @@ def traces_to_dataset(traces: Iterable[Trace], only_successful: bool = True) -> 
     """The traces as an SFT dataset: columns ``messages``, ``task``, ``seed``, ``reward``, ``teacher``, ``num_steps``.
 
     Episodes that failed because of the environment are always left out (they say nothing about the teacher);
-    with ``only_successful`` the failed ones too. ``task`` serves as the curriculum's category.
+    with ``only_successful`` the failed ones too. ``task`` serves as the curriculum's category. Rows are sorted by
+    task, seed, teacher and id: parallel collection writes traces in the order episodes finish, and the SFT run on
+    the dataset (its batches, a tokenizer trained on it) must not depend on that order.
     """
     from datasets import Dataset
 
@@ -374,6 +376,7 @@ def traces_to_dataset(traces: Iterable[Trace], only_successful: bool = True) -> 
             "answers in the action format (Thought/Action), and its endpoint or model (the traces' 'error' field)."
             + common
         )
+    kept.sort(key=lambda t: (t.task, t.seed, t.teacher, t.id))
     rows = {name: [getattr(t, name) for t in kept] for name in DATASET_COLUMNS}
     return Dataset.from_dict(rows)
 

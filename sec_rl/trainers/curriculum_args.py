@@ -6,9 +6,21 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sec_rl.curriculum import CURRICULA, POOL_STRATEGIES, POOLS, DifficultyPools, make_curriculum
+from sec_rl.curriculum import (
+    CURRICULA,
+    POOL_STRATEGIES,
+    POOLS,
+    DifficultyPools,
+    make_curriculum,
+    strategy_parameters,
+)
 
 NO_CURRICULUM = "none"
+
+
+def takes_temperature(curriculum: str) -> bool:
+    """Whether a ``curriculum`` setting samples from a Boltzmann distribution: takes ``curriculum_temperature``."""
+    return curriculum != NO_CURRICULUM and "temperature" in strategy_parameters(curriculum)
 
 
 @dataclass

@@ -4,7 +4,7 @@ Transformers' ``ProgressCallback`` writes every log as a Python ``dict`` of 20-4
 a terminal full of them hides what a person watching a run wants: the step, the loss, the success rate, what the
 curriculum is doing. :class:`ConciseProgressCallback` keeps the progress bar and writes instead::
 
-    step 8/12 | loss 0.0213 | success 62% | reward 0.62 | invalid 4% | lr 1e-04 | curriculum: enter-text 41%
+    step 8/12 | loss 0.0213 | success 62% | reward 0.62 | invalid 4% | lr 1.0e-04 | curriculum: enter-text 41%
 
 Every metric is still in ``state.log_history`` (and in whatever ``report_to`` sends them to); only the terminal
 changes. :func:`use_concise_progress` swaps it into a built trainer (the sec-rl commands and the demo do).
@@ -25,7 +25,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("reward", "reward", "{:.3g}"),
     ("web/invalid_action_rate", "invalid", "{:.0%}"),
     ("mean_token_accuracy", "token acc", "{:.0%}"),
-    ("learning_rate", "lr", "{:.0e}"),
+    ("learning_rate", "lr", "{:.1e}"),
     ("steps_skipped_without_signal", "skipped", "{:.0f}"),
     ("eval_loss", "eval loss", "{:.4g}"),
 )

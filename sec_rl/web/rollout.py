@@ -109,6 +109,11 @@ class Episode:
         return [step.action or INVALID_ACTION for step in self.steps]
 
     @property
+    def invalid_turns(self) -> list[bool]:
+        """Per turn, whether the output held no valid action (the environment left the page as it was)."""
+        return [step.action is None for step in self.steps]
+
+    @property
     def messages(self) -> Messages:
         """The last turn's prompt and reply: the whole conversation in the ``"episode"`` layout (a trace)."""
         if not self.steps:
@@ -162,7 +167,7 @@ class RolloutResult:
             "env_errors": float(len(self.episodes) - len(counted)),
             "episode_turns": sum(e.num_turns for e in counted) / n,
             "max_turns_rate": sum(e.hit_max_turns for e in counted) / n,
-            "invalid_action_rate": sum(s.action is None for s in steps) / max(1, len(steps)),
+            "invalid_action_rate": sum(sum(e.invalid_turns) for e in self.episodes) / max(1, len(steps)),
             "truncated_turn_rate": sum(s.truncated for s in steps) / max(1, len(steps)),
             "generate_seconds": self.generate_seconds,
             "env_seconds": self.env_seconds,

@@ -43,7 +43,6 @@ __all__ = [
     "episode_sample",
     "filler_sample",
     "fit_step_rows",
-    "invalid_turns",
     "mask_zero_advantage",
     "row_groups",
     "rollout_output",
@@ -109,11 +108,6 @@ def discounted_returns(reward: float, num_steps: int, gamma: float) -> list[floa
     return [gamma ** (num_steps - 1 - t) * reward for t in range(num_steps)]
 
 
-def invalid_turns(episode: Episode) -> list[bool]:
-    """Per turn, whether the output held no valid action (the environment left the page as it was)."""
-    return [step.action is None for step in episode.steps]
-
-
 # -- samples ---------------------------------------------------------------------------------------
 def filler_sample(goal: Goal, group: int, eos_token_id: int, episode: int = -1) -> Sample:
     """A row that trains nothing: one EOS as prompt and completion, masked out. Stands in for missing samples."""
@@ -172,7 +166,7 @@ def episode_sample(
         goal=episode.goal,
         group=group,
         episode=episode.index,
-        reward=reward - invalid_action_penalty * sum(invalid_turns(episode)),
+        reward=reward - invalid_action_penalty * sum(episode.invalid_turns),
     )
 
 
@@ -190,7 +184,7 @@ def step_samples(
         return []
     returns = [
         value - invalid_action_penalty * invalid
-        for value, invalid in zip(discounted_returns(reward, len(episode.steps), gamma), invalid_turns(episode))
+        for value, invalid in zip(discounted_returns(reward, len(episode.steps), gamma), episode.invalid_turns)
     ]
     return [
         Sample(
