@@ -23,6 +23,10 @@ With ``--rl_starts``, RL also runs from those SFT budgets, and the summary adds 
 against the FLOPs spent (the pipeline's ``ComputeLedger``: SFT, then rollouts and updates), SFT alone against SFT +
 RL, and ``compute_to_match`` (how much compute SFT + RL needs to reach SFT's best), on the seed mean and per seed.
 
+With ``--fresh_goals A B``, the start and every run's final checkpoint are also evaluated on goals A..B-1, used
+nowhere else: settings chosen after seeing the held-out evaluations get a clean check. ``--start B`` fixes the SFT
+budget RL starts from.
+
 With ``--starts_from DIR``, the traces, student, SFT checkpoints and their evaluations are copied from an earlier
 ``--output_dir``, so that other RL settings (``--curriculum``, ``--rl_lr``, ...) run from the same starts.
 
@@ -153,6 +157,14 @@ class WebLearningArguments:
             "copied here (the same starts): compare RL settings, e.g. curricula, without training SFT again."
         },
     )
+    fresh_goals: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Seeds A B: also evaluate the start and every run's final checkpoint on goals A..B-1 of the "
+            "training tasks, used nowhere else (between the held-out and the training goals): a check of settings "
+            "that were chosen after seeing the held-out evaluations."
+        },
+    )
     summary_only: bool = field(default=False, metadata={"help": "Only the summary, from the saved runs."})
 
 
@@ -267,14 +279,20 @@ def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, 
 
 
 def evaluate(
-    args: WebLearningArguments, stages: dict[str, str], output_dir: Path, device: str, layout: str = "episode"
+    args: WebLearningArguments,
+    stages: dict[str, str],
+    output_dir: Path,
+    device: str,
+    layout: str = "episode",
+    seeds: range | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Greedy success of each stage (a checkpoint folder) per held-out goal: ``{stage: {"task/seed": 0 or 1}}``."""
+    """Greedy success of each stage (a checkpoint folder) per held-out goal: ``{stage: {"task/seed": 0 or 1}}``.
+    The goals are seeds ``0..--eval_seeds-1`` of the training tasks, or ``seeds``."""
     from sec_rl.pipeline.report import episode_outcomes, evaluate_stages
 
     evaluate_stages(stages, _web(args, layout), goal_tasks=args.tasks, task_tasks=[],
-                    goal_seeds=range(args.eval_seeds), output_dir=output_dir, max_new_tokens=args.max_new_tokens,
-                    batch_size=64, device=device)  # fmt: skip
+                    goal_seeds=seeds or range(args.eval_seeds), output_dir=output_dir,
+                    max_new_tokens=args.max_new_tokens, batch_size=64, device=device)  # fmt: skip
     return {
         name: {
             f"{task}/{seed}": success for (task, seed), success in episode_outcomes(output_dir, name, "goals").items()
@@ -337,13 +355,48 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
     result = {
         "mode": mode, "seed": seed, "start": start,
         "sampled_success": [e["web/success_rate"] for e in log if "web/success_rate" in e],
-        "steps_skipped": max((e.get("steps_skipped_without_signal", 0) for e in log), default=0),
+        "steps_skipped": int(max((e.get("steps_skipped_without_signal", 0) for e in log), default=0)),
         "greedy": greedy,  # {"step": {"task/seed": success}}
         "flops": {p.name.split("-")[1]: ComputeLedger.load(p / COMPUTE_FILE).total for p in checkpoints},
         "train_seconds": train_seconds, "seconds": time.perf_counter() - tick,
     }  # fmt: skip
     (out / "runs" / f"{_run_name(start, mode, seed)}.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def fresh_goals(args: WebLearningArguments, out: Path, start: int) -> dict[str, Any]:
+    """The start and each run's final checkpoint on goals never used before (``--fresh_goals``): settings chosen
+    after seeing the held-out evaluations are checked on other goals. ``{mode: row}`` as in the summary."""
+    seeds = range(*args.fresh_goals)
+    if seeds.start < args.eval_seeds or seeds.stop > args.train_seed_start:
+        raise ValueError(
+            f"--fresh_goals {args.fresh_goals} must lie between the held-out goals (seeds 0..{args.eval_seeds - 1}) "
+            f"and the training goals (from {args.train_seed_start}): e.g. --fresh_goals {args.eval_seeds} "
+            f"{min(args.train_seed_start, 2 * args.eval_seeds)}."
+        )
+    folder = out / f"fresh-{seeds.start}-{seeds.stop}"
+    rng, rows = np.random.default_rng(0), {}
+    for mode in args.modes:
+        runs = _runs(out, start, mode)
+        finals = {f"seed{r['seed']}": str(out / "runs" / _run_name(start, mode, r["seed"]) / "train" /
+                                          f"checkpoint-{max(r['greedy'], key=int)}") for r in runs}  # fmt: skip
+        if not finals:
+            continue
+        stages = {"start": str(out / "sft" / f"checkpoint-{start}"), **finals}
+        outcomes = evaluate(args, stages, folder / mode, args.device, mode, seeds)
+        goals = sorted(outcomes["start"])
+        diffs = np.array([[outcomes[name][g] - outcomes["start"][g] for g in goals] for name in finals])
+        low, high = paired_bootstrap(diffs, args.resamples, rng)
+        rows[mode] = {
+            "goals": len(goals), "start": _mean(outcomes["start"]), "final": [_mean(outcomes[n]) for n in finals],
+            "difference": float(diffs.mean()), "low": low, "high": high, "excludes_zero": low > 0 or high < 0,
+        }  # fmt: skip
+        finals_text = ", ".join(f"{f:.1%}" for f in rows[mode]["final"])
+        print(f"[fresh goals, seeds {seeds.start}-{seeds.stop - 1}] {mode}: start {rows[mode]['start']:.1%}, finals "
+              f"{finals_text}, RL - start {rows[mode]['difference']:+.1%} [{low:+.1%}, {high:+.1%}]",
+              flush=True)  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(rows, indent=1))
+    return rows
 
 
 # -- the summary -----------------------------------------------------------------------------------------------------
@@ -380,7 +433,7 @@ def summarize(
         rows[mode] = {
             "seeds": [run["seed"] for run in runs], "start": _mean(before), "final": [_mean(f) for f in final],
             "difference": float(diffs.mean()), "low": low, "high": high, "excludes_zero": low > 0 or high < 0,
-            "steps_skipped": [run["steps_skipped"] for run in runs],
+            "steps_skipped": [int(run["steps_skipped"]) for run in runs],
             "minutes_per_run": float(np.mean([run["seconds"] for run in runs]) / 60),
         }  # fmt: skip
         curves[mode] = {
@@ -534,7 +587,10 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
                     print(_describe(future.result()), flush=True)
                 except Exception as error:  # one failed run must not lose the others; its file is missing
                     print(f"[{_run_name(*futures[future])}] failed: {type(error).__name__}: {error}")
-    return summarize(args, out, start, budgets, baselines)
+    summary = summarize(args, out, start, budgets, baselines)
+    if args.fresh_goals:
+        summary["fresh_goals"] = fresh_goals(args, out, start)
+    return summary
 
 
 def _describe(result: dict[str, Any]) -> str:
