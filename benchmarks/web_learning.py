@@ -25,7 +25,8 @@ RL, and ``compute_to_match`` (how much compute SFT + RL needs to reach SFT's bes
 
 With ``--fresh_goals A B``, the start and every run's final checkpoint are also evaluated on goals A..B-1, used
 nowhere else: settings chosen after seeing the held-out evaluations get a clean check. ``--start B`` fixes the SFT
-budget RL starts from.
+budget RL starts from. ``--compare_with DIR`` adds this run's final success minus DIR's (another curriculum's, from
+the same starts), with a 95% interval.
 
 With ``--starts_from DIR``, the traces, student, SFT checkpoints and their evaluations are copied from an earlier
 ``--output_dir``, so that other RL settings (``--curriculum``, ``--rl_lr``, ...) run from the same starts.
@@ -155,6 +156,14 @@ class WebLearningArguments:
         metadata={
             "help": "An earlier run's output_dir whose traces, student, SFT checkpoints and their evaluations are "
             "copied here (the same starts): compare RL settings, e.g. curricula, without training SFT again."
+        },
+    )
+    compare_with: str | None = field(
+        default=None,
+        metadata={
+            "help": "An earlier run's output_dir from the same starts (e.g. another curriculum): the summary adds "
+            "the difference of the final success, this run's minus that one's, per start and mode, with a 95% "
+            "interval that resamples the goals and each side's seeds."
         },
     )
     fresh_goals: list[int] | None = field(
@@ -479,7 +488,36 @@ def summarize(
     return summary
 
 
-def _runs(out: Path, start: int, mode: str) -> list[dict[str, Any]]:
+def compare(args: WebLearningArguments, out: Path, other: Path) -> dict[str, dict[str, Any]]:
+    """This run's final greedy success minus ``other``'s, from each start both ran RL from, per mode: the same goals
+    on both sides (paired), independent seeds (each side's resampled on its own), a percentile bootstrap 95%."""
+    rng, rows = np.random.default_rng(0), {}
+    for mode in args.modes:
+        starts = [{r["start"] for r in _runs(d, "*", mode)} for d in (out, other)]
+        for start in sorted(set.intersection(*starts)):
+            finals = [[r["greedy"][max(r["greedy"], key=int)] for r in _runs(d, start, mode)] for d in (out, other)]
+            goals = sorted(finals[0][0])
+            a, b = (np.array([[final[g] for g in goals] for final in side]) for side in finals)
+            means = np.empty(args.resamples)
+            for i in range(args.resamples):
+                g = rng.integers(0, len(goals), len(goals))
+                means[i] = (
+                    a[rng.integers(0, len(a), len(a))][:, g].mean() - b[rng.integers(0, len(b), len(b))][:, g].mean()
+                )
+            low, high = np.percentile(means, [2.5, 97.5])
+            row = {
+                "seeds": [len(a), len(b)], "this": float(a.mean()), "other": float(b.mean()),
+                "difference": float(a.mean() - b.mean()), "low": float(low), "high": float(high),
+                "excludes_zero": bool(low > 0 or high < 0),
+            }  # fmt: skip
+            rows[f"sft{start}-{mode}"] = row
+            print(f"[compare with {other}] SFT {start}, {mode}: {row['this']:.1%} ({len(a)} seeds) minus "
+                  f"{row['other']:.1%} ({len(b)}) = {row['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")  # fmt: skip
+    (out / "comparison.json").write_text(json.dumps({"other": str(other), "rows": rows}, indent=1))
+    return rows
+
+
+def _runs(out: Path, start: int | str, mode: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((out / "runs").glob(f"{_run_name(start, mode, '*')}.json"))]
 
 
@@ -588,6 +626,8 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
                 except Exception as error:  # one failed run must not lose the others; its file is missing
                     print(f"[{_run_name(*futures[future])}] failed: {type(error).__name__}: {error}")
     summary = summarize(args, out, start, budgets, baselines)
+    if args.compare_with:
+        summary["comparison"] = compare(args, out, Path(args.compare_with))
     if args.fresh_goals:
         summary["fresh_goals"] = fresh_goals(args, out, start)
     return summary
