@@ -630,6 +630,8 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
         summary["comparison"] = compare(args, out, Path(args.compare_with))
     if args.fresh_goals:
         summary["fresh_goals"] = fresh_goals(args, out, start)
+    if args.compare_with or args.fresh_goals:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
