@@ -7,6 +7,7 @@ the reason when something is missing. The discovery tests at the top need none o
 from __future__ import annotations
 
 import functools
+import os
 import re
 import stat
 
@@ -129,6 +130,16 @@ def test_scripted_episodes_reach_reward_one(env):
     for task, seed in [("click-test", 0), ("click-button", 1), ("enter-text", 2), ("click-button", 3)]:
         result = play(env, task, seed)
         assert result.done and result.reward == 1.0, (task, seed, result.observation.last_action_error)
+
+
+@pytest.mark.browser
+@needs_browser
+def test_observations_do_not_depend_on_where_sec_rl_is_installed(env):
+    observation = env.reset("click-test", 0)
+    installed = os.environ["MINIWOB_URL"]  # set when the browser was prepared: file://<site-packages>/...
+    assert installed.startswith("file://") and installed not in observation.axtree
+    assert "url='file:///miniwob/click-test.html'" in observation.axtree
+    assert observation.url == "file:///miniwob/click-test.html"
 
 
 @pytest.mark.browser

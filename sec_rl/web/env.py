@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import os
 import random
 import time
 from abc import ABC, abstractmethod
@@ -331,6 +332,18 @@ def gym_id(task: str) -> str:
     return f"browsergym/{task}" if "." in task else f"browsergym/miniwob.{task}"
 
 
+#: What the folder of MiniWoB++'s local pages reads as in observations (see :func:`_portable`).
+LOCAL_PAGES_URL = "file:///miniwob/"
+
+
+def _portable(text: str) -> str:
+    """``text`` with the ``file://`` folder of the local task pages (``MINIWOB_URL``: the install path) shown as
+    :data:`LOCAL_PAGES_URL`: where sec-rl is installed is no part of a page, and prompts, traces and the students
+    trained on them must not change with it."""
+    pages = os.environ.get("MINIWOB_URL", "")
+    return text.replace(pages, LOCAL_PAGES_URL) if pages.startswith("file://") else text
+
+
 class BrowserGymEnvironment(WebEnvironment):
     """BrowserGym tasks (MiniWoB++, WorkArena, ...) in one Chromium that lives as long as the environment.
 
@@ -562,9 +575,9 @@ class BrowserGymEnvironment(WebEnvironment):
         html = prune_html(flatten_dom_to_str(raw["dom_object"])) if self.html else ""
         return Observation(
             goal=raw.get("goal", ""),
-            axtree=axtree,
-            html=html,
-            url=raw.get("url", ""),
+            axtree=_portable(axtree),
+            html=_portable(html),
+            url=_portable(raw.get("url", "")),
             last_action=raw.get("last_action", ""),
             last_action_error=raw.get("last_action_error", ""),
             focused_bid=raw.get("focused_element_bid") or "",
