@@ -388,7 +388,7 @@ def fresh_goals(args: WebLearningArguments, out: Path, start: int) -> dict[str, 
     for mode in args.modes:
         runs = _runs(out, start, mode)
         finals = {f"seed{r['seed']}": str(out / "runs" / _run_name(start, mode, r["seed"]) / "train" /
-                                          f"checkpoint-{max(r['greedy'], key=int)}") for r in runs}  # fmt: skip
+                                          f"checkpoint-{_final_step(r)}") for r in runs}  # fmt: skip
         if not finals:
             continue
         stages = {"start": str(out / "sft" / f"checkpoint-{start}"), **finals}
@@ -436,7 +436,7 @@ def summarize(
         runs = _runs(out, start, mode)
         if not runs:
             continue
-        final = [run["greedy"][max(run["greedy"], key=int)] for run in runs]
+        final = [run["greedy"][_final_step(run)] for run in runs]
         diffs = np.array([[f[g] - before[g] for g in goals] for f in final])
         low, high = paired_bootstrap(diffs, args.resamples, rng)
         rows[mode] = {
@@ -455,7 +455,6 @@ def summarize(
         "settings": asdict(args), "environment": environment_info(), "goals": len(goals), "start": start,
         "sft_success": {b: _mean(g) for b, g in budgets.items()}, "modes": rows, "curves": curves, "frontier": fronts,
     }  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     lines = [
         f"Held-out goals: {len(goals)} ({', '.join(args.tasks)}; seeds 0-{args.eval_seeds - 1}), greedy.",
         "SFT budgets (steps: success): "
@@ -495,7 +494,7 @@ def compare(args: WebLearningArguments, out: Path, other: Path) -> dict[str, dic
     for mode in args.modes:
         starts = [{r["start"] for r in _runs(d, "*", mode)} for d in (out, other)]
         for start in sorted(set.intersection(*starts)):
-            finals = [[r["greedy"][max(r["greedy"], key=int)] for r in _runs(d, start, mode)] for d in (out, other)]
+            finals = [[r["greedy"][_final_step(r)] for r in _runs(d, start, mode)] for d in (out, other)]
             goals = sorted(finals[0][0])
             a, b = (np.array([[final[g] for g in goals] for final in side]) for side in finals)
             means = np.empty(args.resamples)
@@ -515,6 +514,11 @@ def compare(args: WebLearningArguments, out: Path, other: Path) -> dict[str, dic
                   f"{row['other']:.1%} ({len(b)}) = {row['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")  # fmt: skip
     (out / "comparison.json").write_text(json.dumps({"other": str(other), "rows": rows}, indent=1))
     return rows
+
+
+def _final_step(run: dict[str, Any]) -> str:
+    """The step of a run's last evaluated checkpoint (its ``greedy`` keys are steps)."""
+    return max(run["greedy"], key=int)
 
 
 def _runs(out: Path, start: int | str, mode: str) -> list[dict[str, Any]]:
@@ -630,8 +634,7 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
         summary["comparison"] = compare(args, out, Path(args.compare_with))
     if args.fresh_goals:
         summary["fresh_goals"] = fresh_goals(args, out, start)
-    if args.compare_with or args.fresh_goals:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
