@@ -162,7 +162,7 @@ class WebLearningArguments:
         default=None,
         metadata={
             "help": "An earlier run's output_dir from the same starts (e.g. another curriculum): the summary adds "
-            "the difference of the final success, this run's minus that one's, per start and mode, with a 95% "
+            "the difference of the final success, this run's minus that one's, per start and mode, with a 95%% "
             "interval that resamples the goals and each side's seeds."
         },
     )

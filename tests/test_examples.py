@@ -68,3 +68,25 @@ def test_demo_runs_end_to_end_at_tiny_scale(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in [*before.values(), *after.values()])
     assert (out / "grpo" / "curriculum_probabilities.png").stat().st_size > 0
     assert "| after SFT |" in (out / "report.md").read_text()
+
+
+def test_every_help_text_survives_argparse():
+    """argparse %-formats help texts: a bare '%' (as in '95% interval') makes `--help` crash with a TypeError."""
+    import ast
+    import re
+
+    bare_percent = re.compile(r"%(?!\()")  # searched after removing the escaped '%%'; '%(default)s' is a field
+    offenders = []
+    for path in [*ROOT.glob("sec_rl/**/*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("examples/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Dict):
+                continue
+            for key, value in zip(node.keys, node.values):
+                help_text = value.value if isinstance(value, ast.Constant) else None
+                if (
+                    getattr(key, "value", None) == "help"
+                    and isinstance(help_text, str)
+                    and bare_percent.search(help_text.replace("%%", ""))
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{value.lineno}")
+    assert not offenders, f"write '%%' for a percent sign in these help texts: {offenders}"
