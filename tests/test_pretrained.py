@@ -168,12 +168,13 @@ def test_the_demo_sizes_itself_to_its_student():
     tiny, smollm2 = WebDemoConfig(), WebDemoConfig(student="smollm2-135m", grpo_steps=5)
     assert tiny.output_dir == "outputs/demo" and smollm2.output_dir == "outputs/demo-smollm2-135m"
     # the tiny demo: the learning benchmark's MiniWoB++ settings, whose RL gain held across seeds
-    assert (tiny.sft_steps, tiny.sft_lr, tiny.max_new_tokens, tiny.rollout_temperature) == (100, 2e-3, 48, 0.25)
+    assert (tiny.sft_steps, tiny.sft_lr, tiny.max_new_tokens, tiny.rollout_temperature) == (50, 2e-3, 48, 0.25)
     assert (tiny.grpo_lr, tiny.grpo_warmup_steps, tiny.invalid_action_penalty, tiny.rl_curriculum) == (
         1.5e-4, 3, 0.1, "random"
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"train_seed_start=10 overlaps the held-out goals \(seeds 0..19\)"):
         WebDemoConfig(train_seed_start=10)
     assert smollm2.sft_lr == STUDENT_DEFAULTS["pretrained"]["sft_lr"] == 5e-5
+    assert (tiny.eval_goal_seeds, smollm2.eval_goal_seeds) == (20, 5)  # a pretrained student's episodes cost more
     assert smollm2.grpo_steps == 5  # a value given is kept
     assert WebDemoConfig(student="/models/x", output_dir="o").output_dir == "o"
