@@ -340,3 +340,16 @@ def test_workarena_check_names_what_is_missing(monkeypatch):
     assert missing_workarena_config() == ["SNOW_INSTANCE_PWD"]
     with pytest.raises(WorkArenaUnavailableError, match="set SNOW_INSTANCE_PWD"):
         check_workarena()
+
+
+def test_browsergym_warns_of_every_override_but_slow_mo(caplog):
+    """sec-rl sets slow_mo=0 on purpose; BrowserGym's warning about it is dropped, any other override still shows."""
+    import logging
+
+    import sec_rl.web.env  # noqa: F401  (installs the filter)
+
+    browsergym_log = logging.getLogger("browsergym.core.env")
+    with caplog.at_level(logging.WARNING):
+        browsergym_log.warning("Overriding the task's slow_mo parameter (100 => 0). This might change the task's ...")
+        browsergym_log.warning("Overriding the task's viewport parameter ({...} => {...}). This might change ...")
+    assert [record.getMessage()[:40] for record in caplog.records] == ["Overriding the task's viewport parameter"]

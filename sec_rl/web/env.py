@@ -48,6 +48,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+class _ChosenSlowMo(logging.Filter):
+    """Drops BrowserGym's warning, at each browser launch, that the task's ``slow_mo`` is overridden: sec-rl sets it on
+    purpose (``slow_mo=0`` skips MiniWoB's 100 ms per browser operation), and every worker repeats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Overriding the task's slow_mo parameter")
+
+
+logging.getLogger("browsergym.core.env").addFilter(_ChosenSlowMo())
+
+
 class UnknownTaskError(ValueError):
     """A task id that does not exist; the message lists the closest ones. A caller's error, never retried."""
 
