@@ -164,7 +164,7 @@ class WebDemoConfig:
         default=1.0,
         metadata={
             "help": "Boltzmann temperature of SEC in RL, on mean |advantages| divided by their spread (1.0, the "
-            "strategy benchmarks' choice; at 0.2 the SmolLM2 demo put 98% of its goals on one task after one update)."
+            "strategy benchmarks' choice; at 0.2 the SmolLM2 demo put 98%% of its goals on one task after one update)."
         },
     )
     sft_curriculum_temperature: float = field(
