@@ -138,7 +138,7 @@ def test_example_configs_parse_with_the_study_settings(name, types, tmp_path):
 
 
 @pytest.mark.browser
-def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
+def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path, capfd):
     missing = browser_missing()
     if missing:
         pytest.skip(f"needs Chromium and BrowserGym: {missing}")
@@ -151,6 +151,12 @@ def test_web_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
     ]  # fmt: skip
     assert cli_main(argv) == 0
     report = json.loads((out / "report.json").read_text())
+
+    # The terminal: progress and one line per logging step, without the libraries' repeated notices.
+    terminal = "".join(capfd.readouterr())
+    assert "step 1/1 | loss" in terminal and "step 6/6 | loss" in terminal
+    for noise in ("Loading weights", "Overriding the task's slow_mo", "gradient_checkpointing` is deprecated"):
+        assert noise not in terminal
 
     # The teacher's traces: every goal once, all successful on these tasks.
     assert report["traces"] == {"episodes": 6, "successful": 6}

@@ -199,6 +199,7 @@ def _web_settings(config: WebDemoConfig) -> dict[str, Any]:
 
 def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     """Run the whole pipeline; returns the report's numbers (also written to ``output_dir/report.json``)."""
+    from datasets import disable_progress_bars as disable_datasets_progress_bars
     from transformers.utils import logging as hf_logging
 
     from sec_rl.pipeline.collect import collect_traces
@@ -209,6 +210,8 @@ def run_web_demo(config: WebDemoConfig) -> dict[str, Any]:
     from sec_rl.web.config import WebConfig
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # loading and saving a checkpoint: instant here, one bar each
+    disable_datasets_progress_bars()  # SFT's passes over the traces: the same
     # transformers v5 renamed gradient checkpointing; TRL's configs and generation still use the old names: nothing
     # for the demo's user to act on
     warnings.filterwarnings("ignore", message="`(is_)?gradient_checkpointing` is deprecated", category=FutureWarning)
