@@ -489,8 +489,9 @@ def summarize(
 
 def compare(args: WebLearningArguments, out: Path, other: Path) -> dict[str, dict[str, Any]]:
     """This run's final greedy success minus ``other``'s, from each start both ran RL from, per mode: the same goals
-    on both sides (paired), independent seeds (each side's resampled on its own), a percentile bootstrap 95%."""
-    rng, rows = np.random.default_rng(0), {}
+    on both sides (paired), independent seeds (each side's resampled on its own), a percentile bootstrap 95%.
+    Written to ``comparison.json`` and appended to ``summary.md`` (which ``summarize`` has just written)."""
+    rng, rows, lines = np.random.default_rng(0), {}, []
     for mode in args.modes:
         starts = [{r["start"] for r in _runs(d, "*", mode)} for d in (out, other)]
         for start in sorted(set.intersection(*starts)):
@@ -510,9 +511,12 @@ def compare(args: WebLearningArguments, out: Path, other: Path) -> dict[str, dic
                 "excludes_zero": bool(low > 0 or high < 0),
             }  # fmt: skip
             rows[f"sft{start}-{mode}"] = row
-            print(f"[compare with {other}] SFT {start}, {mode}: {row['this']:.1%} ({len(a)} seeds) minus "
-                  f"{row['other']:.1%} ({len(b)}) = {row['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")  # fmt: skip
+            lines.append(f"- SFT {start}, {mode}: {row['this']:.1%} ({len(a)} seeds) minus {row['other']:.1%} "
+                         f"({len(b)}) = {row['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")  # fmt: skip
+            print(f"[compare with {other}] {lines[-1][2:]}")
     (out / "comparison.json").write_text(json.dumps({"other": str(other), "rows": rows}, indent=1))
+    with (out / "summary.md").open("a") as summary:
+        summary.write("\n".join(["", f"Final success minus {other}'s (paired goals, 95% interval):", *lines]) + "\n")
     return rows
 
 
