@@ -425,6 +425,7 @@ def summarize(
     start: int,
     budgets: dict[int, dict[str, float]],
     baselines: dict[str, dict[str, float]],
+    comparison: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     from sec_rl.provenance import environment_info
 
@@ -454,7 +455,7 @@ def summarize(
     summary = {
         "settings": asdict(args), "environment": environment_info(), "goals": len(goals), "start": start,
         "sft_success": {b: _mean(g) for b, g in budgets.items()}, "modes": rows, "curves": curves, "frontier": fronts,
-    }  # fmt: skip
+    } | ({"comparison": comparison} if comparison else {})  # fmt: skip
     lines = [
         f"Held-out goals: {len(goals)} ({', '.join(args.tasks)}; seeds 0-{args.eval_seeds - 1}), greedy.",
         "SFT budgets (steps: success): "
@@ -482,6 +483,9 @@ def summarize(
                 f"- SFT {b} + RL: " + ", ".join(f"step {k}: {f:.3g} FLOPs, {p:.1%}" for k, (f, p) in points.items())
             )
         lines.append(f"- {front['match']} Per RL seed: {', '.join(front['per_seed'])}.")
+    if comparison:
+        lines += ["", f"Final success minus {args.compare_with}'s (paired goals, 95% interval):"]
+        lines += [f"- {_comparison_line(name, row)}" for name, row in comparison.items()]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
@@ -489,9 +493,8 @@ def summarize(
 
 def compare(args: WebLearningArguments, out: Path, other: Path) -> dict[str, dict[str, Any]]:
     """This run's final greedy success minus ``other``'s, from each start both ran RL from, per mode: the same goals
-    on both sides (paired), independent seeds (each side's resampled on its own), a percentile bootstrap 95%.
-    Written to ``comparison.json`` and appended to ``summary.md`` (which ``summarize`` has just written)."""
-    rng, rows, lines = np.random.default_rng(0), {}, []
+    on both sides (paired), independent seeds (each side's resampled on its own), a percentile bootstrap 95%."""
+    rng, rows = np.random.default_rng(0), {}
     for mode in args.modes:
         starts = [{r["start"] for r in _runs(d, "*", mode)} for d in (out, other)]
         for start in sorted(set.intersection(*starts)):
@@ -511,13 +514,15 @@ def compare(args: WebLearningArguments, out: Path, other: Path) -> dict[str, dic
                 "excludes_zero": bool(low > 0 or high < 0),
             }  # fmt: skip
             rows[f"sft{start}-{mode}"] = row
-            lines.append(f"- SFT {start}, {mode}: {row['this']:.1%} ({len(a)} seeds) minus {row['other']:.1%} "
-                         f"({len(b)}) = {row['difference']:+.1%} [{low:+.1%}, {high:+.1%}]")  # fmt: skip
-            print(f"[compare with {other}] {lines[-1][2:]}")
+            print(f"[compare with {other}] {_comparison_line(f'sft{start}-{mode}', row)}")
     (out / "comparison.json").write_text(json.dumps({"other": str(other), "rows": rows}, indent=1))
-    with (out / "summary.md").open("a") as summary:
-        summary.write("\n".join(["", f"Final success minus {other}'s (paired goals, 95% interval):", *lines]) + "\n")
     return rows
+
+
+def _comparison_line(name: str, row: dict[str, Any]) -> str:
+    this, other = row["seeds"]
+    return (f"{name}: {row['this']:.1%} ({this} seeds) minus {row['other']:.1%} ({other}) = "
+            f"{row['difference']:+.1%} [{row['low']:+.1%}, {row['high']:+.1%}]")  # fmt: skip
 
 
 def _final_step(run: dict[str, Any]) -> str:
@@ -633,9 +638,8 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
                     print(_describe(future.result()), flush=True)
                 except Exception as error:  # one failed run must not lose the others; its file is missing
                     print(f"[{_run_name(*futures[future])}] failed: {type(error).__name__}: {error}")
-    summary = summarize(args, out, start, budgets, baselines)
-    if args.compare_with:
-        summary["comparison"] = compare(args, out, Path(args.compare_with))
+    comparison = compare(args, out, Path(args.compare_with)) if args.compare_with else {}
+    summary = summarize(args, out, start, budgets, baselines, comparison)
     if args.fresh_goals:
         summary["fresh_goals"] = fresh_goals(args, out, start)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
