@@ -58,7 +58,7 @@ class RealStudentArguments:
     sft_steps: int = field(default=40, metadata={"help": "SFT optimizer steps."})
     sft_lr: float = field(default=5e-5, metadata={"help": "SFT learning rate (LoRA: x10)."})
     sft_batch_size: int = field(default=4, metadata={"help": "SFT batch size."})
-    grpo_steps: int = field(default=8, metadata={"help": "SEC-GRPO optimizer steps."})
+    grpo_steps: int = field(default=8, metadata={"help": "SEC-GRPO optimizer steps (0: no RL stage, SFT only)."})
     grpo_lr: float = field(default=1e-6, metadata={"help": "SEC-GRPO learning rate (LoRA: x10)."})
     prompts_per_step: int = field(default=2, metadata={"help": "Goals per GRPO step."})
     num_generations: int = field(default=4, metadata={"help": "Episodes per goal (the GRPO group)."})
@@ -215,23 +215,31 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
     records = {"collect": _stage(out, "collect", lambda: _collect(args, out))}
     records["sft"] = _stage(out, "sft", lambda: _sft(args, out, student))
     sft_model = _merged(out / "sft", student) if args.use_lora else str(out / "sft")
-    records["grpo"] = _stage(out, "grpo", lambda: _grpo(args, out, sft_model))
-    rl_model = _merged(out / "grpo", sft_model) if args.use_lora else str(out / "grpo")
-    stages = {"zero-shot": student, "sft": sft_model, "sft+rl": rl_model}
+    stages = {"zero-shot": student, "sft": sft_model}
+    if args.grpo_steps:
+        records["grpo"] = _stage(out, "grpo", lambda: _grpo(args, out, sft_model))
+        stages["sft+rl"] = _merged(out / "grpo", sft_model) if args.use_lora else str(out / "grpo")
     unknown = sorted(set(args.eval_stages) - set(stages))
     if unknown:
         raise ValueError(f"unknown --eval_stages {unknown}: choose among {list(stages)}.")
     stages = {name: path for name, path in stages.items() if name in args.eval_stages}
-    records["evaluate"] = _stage(out, "evaluate", lambda: _evaluate(args, out, stages))
+    # without RL the record has its own name, so that a later run with RL still evaluates SFT + RL
+    evaluated = "evaluate" if args.grpo_steps else "evaluate-without-rl"
+    records["evaluate"] = _stage(out, evaluated, lambda: _evaluate(args, out, stages))
 
     report = StageReport.load(out / "eval")
+    paired = (
+        {s: paired_difference(out / "eval", "sft+rl", "sft", s) for s in ("goals", "tasks")}
+        if args.grpo_steps
+        else None
+    )
     results = {
         "settings": asdict(args),
         "environment": environment_info(),
         "stages": records,
         "success": report.to_dict(),
-        "paired_rl_minus_sft": {s: paired_difference(out / "eval", "sft+rl", "sft", s) for s in ("goals", "tasks")},
-        "compute": ComputeLedger.merged(out / "grpo" / "compute.json").to_dict(),
+        "paired_rl_minus_sft": paired,
+        "compute": ComputeLedger.merged(out / ("grpo" if args.grpo_steps else "sft") / "compute.json").to_dict(),
         "seconds": {name: record["seconds"] for name, record in records.items()},
     }
     text = json.dumps(results, indent=2, default=str)
