@@ -140,6 +140,16 @@ class WebLearningArguments:
     skip_steps_without_signal: bool = field(
         default=True, metadata={"help": "Leave the weights alone on steps whose batch has no non-zero advantage."}
     )
+    dynamic_sampling: str = field(
+        default="none",
+        metadata={
+            "help": "Goal groups without a non-zero advantage: 'none' (trained as they are: no gradient), 'filter' "
+            "(refilled with newly drawn goals, DAPO) or 'replace' (POLARIS); see SECGRPOConfig.dynamic_sampling."
+        },
+    )
+    dynamic_sampling_max_batches: int = field(
+        default=3, metadata={"help": "'filter': generation batches per RL step at most, the first included."}
+    )
     eval_every: int = field(default=10, metadata={"help": "Greedy evaluation every this many RL steps."})
     device: str = field(default="cpu", metadata={"help": "'cpu' or 'cuda': SFT and the start's evaluation."})
     rl_device: str | None = field(
@@ -344,7 +354,8 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
         curriculum=args.curriculum,
         **({"curriculum_temperature": args.curriculum_temperature} if takes_temperature(args.curriculum) else {}),
         curriculum_kwargs=args.curriculum_kwargs,
-        skip_steps_without_signal=args.skip_steps_without_signal,
+        skip_steps_without_signal=args.skip_steps_without_signal, dynamic_sampling=args.dynamic_sampling,
+        dynamic_sampling_max_batches=args.dynamic_sampling_max_batches,
         web_invalid_action_penalty=args.invalid_action_penalty, **asdict(_web(args, mode)),
         **{**_common(args, run_dir / "train", seed), "use_cpu": device == "cpu"},
     )  # fmt: skip
@@ -365,6 +376,7 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
         "mode": mode, "seed": seed, "start": start,
         "sampled_success": [e["web/success_rate"] for e in log if "web/success_rate" in e],
         "steps_skipped": int(max((e.get("steps_skipped_without_signal", 0) for e in log), default=0)),
+        "generation_batches": sum(e.get("dynamic_sampling/generation_batches", 1) for e in log if "loss" in e),
         "greedy": greedy,  # {"step": {"task/seed": success}}
         "flops": {p.name.split("-")[1]: ComputeLedger.load(p / COMPUTE_FILE).total for p in checkpoints},
         "train_seconds": train_seconds, "seconds": time.perf_counter() - tick,

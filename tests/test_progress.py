@@ -12,14 +12,14 @@ WEB_LOG = {
     "loss": 0.021351, "grad_norm": 0.9, "learning_rate": 1e-4, "web/success_rate": 0.625,
     "web/invalid_action_rate": 0.0417, "reward": 0.625, "web/env_tokens": 428, "clip_ratio/low_min": None,
     "curriculum/prob/click-button": 0.2, "curriculum/prob/enter-text": 0.7, "curriculum/prob/click-tab": 0.1,
-    "steps_skipped_without_signal": 2, "epoch": 1.0,
+    "steps_skipped_without_signal": 2, "dynamic_sampling/generation_batches": 3.0, "epoch": 1.0,
 }  # fmt: skip
 
 
 def test_a_web_grpo_log_is_one_line_of_the_metrics_a_person_reads():
     assert format_log(WEB_LOG, 8, 12) == (
         "step 8/12 | loss 0.02135 | success 62% | reward 0.625 | invalid 4% | lr 1.0e-04 | skipped 2"
-        " | curriculum: enter-text 70%"
+        " | batches 3 | curriculum: enter-text 70%"
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -39,6 +40,7 @@ class ProbeTrainer(SECWebGRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         self.batches = [*getattr(self, "batches", []), {k: v for k, v in output.items()}]
+        self.rows = [*getattr(self, "rows", []), self.web_last_rows]
         return output
 
 
@@ -288,6 +290,14 @@ def test_bad_configurations_fail_early(web_model_dir, tmp_path):
             args=config(curriculum="none"),
             train_dataset=dataset.remove_columns("seed"),
         )
+    with pytest.raises(TypeError, match=r"not a SECGRPOTrainer.*put WebAgentMixin first among the bases"):
+        from trl import GRPOTrainer
+
+        from sec_rl.trainers.web_grpo import WebAgentMixin
+
+        type("PlainWebTrainer", (WebAgentMixin, GRPOTrainer), {})(
+            model=web_model_dir, args=config(), train_dataset=dataset
+        )
     with pytest.raises(TypeError, match=r"use SECWebGRPOConfig"):
         from sec_rl import SECGRPOConfig
 
@@ -296,6 +306,82 @@ def test_bad_configurations_fail_early(web_model_dir, tmp_path):
             args=SECGRPOConfig(output_dir=str(tmp_path), curriculum_column="task", use_cpu=True, bf16=False),
             train_dataset=dataset,
         )
+
+
+class SolvesClickButton:
+    """Every click-button episode succeeds (its groups carry no gradient); the episodes of other goals alternate
+    between the oracle and the model (:class:`OracleActor`), so their groups do."""
+
+    def __init__(self, tokenizer, inner):
+        self.tokenizer = tokenizer
+        self.alternating, self.oracle = OracleActor(tokenizer, inner=inner, every=2), OracleActor(tokenizer)
+
+    def generate(self, prompts):
+        alternating, solved = self.alternating.generate(prompts), self.oracle.generate(prompts)
+        clicks = ["Click on the" in self.tokenizer.decode(ids) for ids in prompts]
+        return [s if click else a for click, a, s in zip(clicks, alternating, solved)]
+
+
+class RefillProbe(ProbeTrainer):
+    """Also keeps every generation batch generated, refills included: its rows and its output."""
+
+    def _generate_batch(self, inputs):
+        output = super()._generate_batch(inputs)
+        self.candidates = [*getattr(self, "candidates", []), (list(self.web_last_rows), output)]
+        return output
+
+
+@pytest.mark.parametrize(("mode", "baseline"), [("episode", "goal"), ("per_step", "goal"), ("episode", "batch")])
+def test_dynamic_sampling_refills_goals_whose_rows_carry_no_gradient(web_model_dir, tmp_path, mode, baseline):
+    """dynamic_sampling='filter': a goal group without a non-zero advantage is refilled from a further batch of
+    goals drawn by the curriculum; each slot trains on its first informative group; the ledger's updates count
+    the tokens trained on, its rollouts every token generated. With the batch baseline, a group of equal returns
+    still carries a gradient when other groups' returns differ: it is not refilled."""
+    from sec_rl.pipeline.compute import ComputeCallback, ComputeLedger
+
+    settings = dict(output_dir=str(tmp_path), web_env="text", web_num_workers=4, web_max_turns=2, web_layout=mode,
+                    web_system_prompt=SYSTEM, web_history=2, curriculum="random", curriculum_temperature=None,
+                    per_device_train_batch_size=4, num_generations=2, max_completion_length=10, max_steps=3,
+                    logging_steps=1, learning_rate=1e-2, use_cpu=True, bf16=False, report_to="none",
+                    gradient_checkpointing=False, save_strategy="no", seed=0, disable_tqdm=True,
+                    dynamic_sampling="filter", dynamic_sampling_max_batches=3, web_advantage=baseline)  # fmt: skip
+    trainer = RefillProbe(
+        model=web_model_dir, args=SECWebGRPOConfig(**settings), train_dataset=goals_dataset(TASKS, range(3, 9)),
+        callbacks=[ComputeCallback(stage="rl", base=None)],
+    )  # fmt: skip
+    trainer.web_actor = SolvesClickButton(trainer.processing_class, inner=trainer.web_actor)
+    trainer.train()
+
+    logged = [e for e in trainer.state.log_history if "dynamic_sampling/generation_batches" in e]
+    candidates, refilled, solved_kept, trained_tokens = iter(trainer.candidates), 0, 0, 0
+    assert len(logged) == len(trainer.batches) == 3
+    for entry, output in zip(logged, trainer.batches):
+        generated = [next(candidates) for _ in range(int(entry["dynamic_sampling/generation_batches"]))]
+        goals = [[row.goal for row in rows[::2]] for rows, _ in generated]
+        flags = np.array([[any(row.advantage != 0 for row in rows[2 * g : 2 * g + 2]) for g in range(2)]
+                          for rows, _ in generated])  # fmt: skip
+        for slot_goals, slot_flags in zip(goals, flags):  # a click-button goal's returns are all equal
+            solved = [f for (task, _), f in zip(slot_goals, slot_flags) if task == "click-button"]
+            assert not any(solved) if baseline == "goal" else all(solved) == slot_flags.any()
+            solved_kept += sum(solved)
+        assert flags.any(axis=0).all() or len(generated) == 3
+        assert len(generated) == 1 or not flags[:-1].any(axis=0).all()
+        source = np.where(flags.any(axis=0), flags.argmax(axis=0), 0)
+        for row in range(4):
+            rows, candidate = generated[source[row // 2]]
+            assert output["advantages"][row].item() == pytest.approx(rows[row].advantage)
+            kept = output["completion_ids"][row][output["completion_mask"][row].bool()].tolist()
+            assert kept == candidate["completion_ids"][row][candidate["completion_mask"][row].bool()].tolist()
+        refilled += len(generated) - 1
+        trained_tokens += int(output["prompt_mask"].sum() + output["completion_mask"].sum())
+    assert next(candidates, None) is None
+    assert refilled > 0 if baseline == "goal" else solved_kept > 0
+    assert trainer.curriculum.num_updates == len(trainer.candidates)  # every batch generated is curriculum data
+    ledger = ComputeLedger.load(tmp_path / "compute.json")
+    every_token = sum(len(r.prompt_ids) + len(r.completion_ids) for rows, _ in trainer.candidates for r in rows)
+    assert ledger.stages["rollouts"].tokens == every_token
+    assert ledger.stages["updates"].tokens == trained_tokens
+    assert (trained_tokens < every_token) == (refilled > 0)
 
 
 # -- real browsers ---------------------------------------------------------------------------------
@@ -341,21 +427,34 @@ def test_grpo_step_over_miniwob_episodes(web_model_dir, tmp_path, mode):
 
 
 def test_compute_counts_every_token_of_episode_completions(web_model_dir, tmp_path):
-    """Episode completions hold the pages between turns; TRL's num_tokens counts only generated ones."""
+    """Episode completions hold the pages between turns; TRL's num_tokens counts only generated ones, so the trainer
+    adds the pages to it. A run resumed from a checkpoint records what the uninterrupted run records."""
+    import shutil
+
     from sec_rl.pipeline.compute import ComputeCallback, ComputeLedger
 
-    trainer = make_trainer(web_model_dir, str(tmp_path), "episode", max_steps=1)
-    trainer.add_callback(ComputeCallback(stage="rl", base=None))
-    trainer.train()
-    rows = trainer.web_last_rows  # the one generation batch of this one-step run
+    def run(resume: str | None = None) -> ProbeTrainer:
+        trainer = make_trainer(
+            web_model_dir, str(tmp_path), "episode", max_steps=2, save_strategy="steps", save_steps=1
+        )
+        trainer.add_callback(ComputeCallback(stage="rl", base=None))
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    trainer = run()
+    rows = [row for batch in trainer.rows for row in batch]  # both generation batches
     env_tokens = sum(len(row.env_mask) - sum(row.env_mask) for row in rows)
     every_token = sum(len(row.prompt_ids) + len(row.completion_ids) for row in rows)
     assert env_tokens > 0 and trainer._web_env_tokens_seen == env_tokens
-    assert trainer.state.num_input_tokens_seen == every_token - env_tokens  # what TRL counts by itself
+    assert trainer.state.num_input_tokens_seen == every_token  # TRL's count of the generated tokens + the pages
     ledger = ComputeLedger.load(tmp_path / "compute.json")
     assert ledger.stages["rollouts"].tokens == every_token
     n = ledger.stages["rollouts"].num_parameters
     assert ledger.flops("rollouts") == 2 * n * every_token and ledger.flops("updates") == 6 * n * every_token
+    # a run that stopped after its first checkpoint (whose ledger the output folder then held), resumed from it
+    shutil.copy(tmp_path / "checkpoint-1" / "compute.json", tmp_path / "compute.json")
+    run(resume=str(tmp_path / "checkpoint-1"))
+    assert ComputeLedger.load(tmp_path / "compute.json").to_dict()["stages"] == ledger.to_dict()["stages"]
 
 
 def check_resumed_exactly(report: dict, mode: str) -> None:

@@ -317,7 +317,9 @@ class ComputeCallback(TrainerCallback):
       prompts, not ``input_ids``), else ``6 x N x T x num_iterations``, plus ``2 x N x T`` for the reference
       model's forward pass when ``beta != 0``. The old-policy forward pass TRL sometimes adds is not counted.
       With a ``rollout_func`` that returns ``env_mask``, TRL's ``T`` counts the model's tokens only, so
-      environment tokens inside completions are not counted.
+      environment tokens inside completions are not counted (``SECWebGRPOTrainer`` adds them to ``T`` itself).
+      With dynamic sampling, refill batches are generated but only the assembled batch is trained on: updates
+      count the tokens it logs as ``dynamic_sampling/trained_tokens_seen`` instead of ``T``.
 
     Args:
         stage: ``"sft"`` or ``"rl"`` (alias ``"grpo"``); None infers it from the config (``GRPOConfig`` -> rl).
@@ -337,7 +339,7 @@ class ComputeCallback(TrainerCallback):
         self._recorded: dict[str, tuple[float, int]] = {}
         self._start = (0.0, 0)
         self._logged_tokens = 0
-        self._env_tokens = 0
+        self._trained_tokens: int | None = None  # tokens trained on, when dynamic sampling says (else all seen)
         self._n = 0
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -373,9 +375,8 @@ class ComputeCallback(TrainerCallback):
                     tokens = round(flos / (6 * n))
                 return {"sft": (flos, tokens)}
             return {"sft": (training_flops(n, tokens), tokens)}
-        seen += self._env_tokens  # episode-mode completions also hold the pages between turns (SECWebGRPOTrainer)
         iterations = int(getattr(args, "num_iterations", 1) or 1)
-        trained = seen * iterations
+        trained = (seen if self._trained_tokens is None else self._trained_tokens) * iterations
         updates = flos if flos > 0 else training_flops(n, trained)
         if float(getattr(args, "beta", 0.0) or 0.0) != 0.0:
             updates += inference_flops(n, seen)
@@ -400,7 +401,7 @@ class ComputeCallback(TrainerCallback):
         else:
             raise ValueError("ComputeCallback needs the model (or num_parameters=...) to count FLOPs.")
         self._start = (float(state.total_flos or 0.0), int(state.num_input_tokens_seen or 0))
-        self._recorded, self._logged_tokens, self._env_tokens = {}, 0, 0
+        self._recorded, self._logged_tokens, self._trained_tokens = {}, 0, None
         if not state.is_world_process_zero:
             return
         path = Path(args.output_dir) / COMPUTE_FILE
@@ -415,8 +416,8 @@ class ComputeCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if logs is not None and isinstance(logs.get("num_tokens"), int | float):
             self._logged_tokens = int(logs["num_tokens"])  # TRL's SFT count of non-padding tokens trained
-        if logs is not None and isinstance(logs.get("web/env_tokens_seen"), int | float):
-            self._env_tokens = int(logs["web/env_tokens_seen"])
+        if logs is not None and isinstance(logs.get("dynamic_sampling/trained_tokens_seen"), int | float):
+            self._trained_tokens = int(logs["dynamic_sampling/trained_tokens_seen"])
         if self.ledger is None or logs is None:
             return
         self._record(args, state)

@@ -16,7 +16,12 @@ Two ways to give its slot of the generation batch a group that teaches something
 TRL's batch shapes stay as they are: a slot is a group's position in the generation batch, and each process keeps
 the rows it holds of every candidate batch, so no tensor crosses processes. Every generated batch also updates
 the curriculum (it is data about the tasks). ``dynamic_sampling/*`` metrics count the batches generated, the
-extra rollouts and the slots filled.
+extra rollouts, the slots filled and the tokens trained on (``trained_tokens_seen``: the compute ledger counts
+updates over those, rollouts over every generated token).
+
+The unit that is repeated is :meth:`DynamicSamplingMixin._generate_batch` (draw, generate and score one batch);
+a trainer that must act on every generation batch (the web trainer) overrides it, and
+:meth:`~DynamicSamplingMixin._batch_informative` if its advantages are not TRL's.
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ class DynamicSamplingMixin:
         self._step_has_signal = False  # any row of the optimizer step so far with a non-zero advantage
         self.steps_skipped = 0
         self.generation_batches = 0  # training generation batches generated, refills included
+        self.trained_tokens = 0  # prompt + completion tokens of the batches trained on, every process (this run)
         super().__init__(*args, **kwargs)
         if getattr(self.args, "skip_steps_without_signal", False) and self.beta == 0.0:
             self.add_callback(_SkipStepsWithoutSignal(self))
@@ -113,25 +119,31 @@ class DynamicSamplingMixin:
         if self.model.training:
             self.generation_batches += 1
         if self._dynamic_sampling == "none" or not self.model.training:
-            return super()._generate_and_score_completions(inputs)
-        batches = [super()._generate_and_score_completions(inputs)]
-        flags = [self._batch_informative()]
+            return self._generate_batch(inputs)
+        batches = [self._generate_batch(inputs)]
+        flags = [self._batch_informative(batches[0])]
         if self._dynamic_sampling == "filter":
             while len(batches) < self.args.dynamic_sampling_max_batches and not self._slots(flags).all():
                 self.generation_batches += 1
-                batches.append(super()._generate_and_score_completions(inputs))
-                flags.append(self._batch_informative())
+                batches.append(self._generate_batch(inputs))
+                flags.append(self._batch_informative(batches[-1]))
             slot_source = self._first_informative(flags)
             output = self._assemble_trained(batches, slot_source)
             filled = slot_source > 0  # slots whose group came from a refill batch
         else:
             output, filled = self._replace(batches[0], flags[0])
-        self._log_dynamic_sampling(len(batches), flags, filled)
+        self._log_dynamic_sampling(len(batches), flags, filled, output)
         return output
 
+    def _generate_batch(self, inputs):
+        """One generation batch, drawn (by the curriculum, late), generated and scored: what dynamic sampling
+        repeats. ``inputs`` are the data loader's rows; each call draws its own."""
+        return super()._generate_and_score_completions(inputs)
+
     # -- the parts -------------------------------------------------------------------------------------
-    def _batch_informative(self) -> torch.Tensor:
-        """Which groups of the batch just scored are informative, from the rewards gathered from every process."""
+    def _batch_informative(self, output: dict[str, Any]) -> torch.Tensor:
+        """Which groups of the batch just scored (``output``) are informative, from the rewards gathered from
+        every process."""
         return informative_groups(self._gathered_rewards(), self.num_generations)
 
     @staticmethod
@@ -175,10 +187,15 @@ class DynamicSamplingMixin:
         self._replacement_ready = (ready.to(flags.device) & ~use) | flags
         return output, use
 
-    def _log_dynamic_sampling(self, generated: int, flags: list[torch.Tensor], filled: torch.Tensor) -> None:
+    def _log_dynamic_sampling(
+        self, generated: int, flags: list[torch.Tensor], filled: torch.Tensor, output: dict[str, Any]
+    ) -> None:
         slots = flags[0].numel()
         informative = (self._slots(flags) if self._dynamic_sampling == "filter" else flags[0] | filled).float()
+        tokens = output["prompt_mask"].sum() + output["completion_mask"].sum()
+        self.trained_tokens += int(self.accelerator.gather(tokens.reshape(1)).sum().item())
         metrics = self._metrics["train"]
+        metrics["dynamic_sampling/trained_tokens_seen"] = [float(self.trained_tokens)]  # a running total
         metrics["dynamic_sampling/generation_batches"].append(float(generated))
         metrics["dynamic_sampling/extra_rollouts"].append(float((generated - 1) * slots * self.num_generations))
         metrics["dynamic_sampling/informative_before"].append(flags[0].float().mean().item())

@@ -27,6 +27,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("mean_token_accuracy", "token acc", "{:.0%}"),
     ("learning_rate", "lr", "{:.1e}"),
     ("steps_skipped_without_signal", "skipped", "{:.0f}"),
+    ("dynamic_sampling/generation_batches", "batches", "{:.3g}"),
     ("eval_loss", "eval loss", "{:.4g}"),
 )
 

@@ -8,10 +8,13 @@ extension points and narrow overrides, each calling ``super()``:
   them into samples (:mod:`sec_rl.web.samples`), scores them with the user's ``reward_funcs`` if any, computes
   their advantages, and returns one row per batch row with ``env_mask`` (TRL's ``tool_mask``) and the rewards
   (``web_reward``, read by the reward function :func:`web_reward`, and one column per user function);
-- ``_generate_and_score_completions``: has the curriculum draw the batch's goals (when there is one), tells
-  the rollout which goals the batch holds (``rollout_func`` only sees the prompts), then replaces TRL's
-  advantages with the rollout's, in the batch and in TRL's logs: per-step discounted returns grouped per goal
-  are not something TRL's row-group arithmetic can compute;
+- ``_generate_batch`` (one generation batch, :mod:`sec_rl.trainers.dynamic_sampling`'s unit): has the
+  curriculum draw the batch's goals, tells the rollout which goals the batch holds (``rollout_func`` only sees
+  the prompts), then replaces TRL's advantages with the rollout's, in the batch and in TRL's logs: per-step
+  discounted returns grouped per goal are not something TRL's row-group arithmetic can compute;
+- ``_batch_informative``: for dynamic sampling, a goal's group is informative when one of its rows has a
+  non-zero advantage as trained: the rollout's baseline is the goal's mean over all its step samples, or the
+  batch's (``web_advantage='batch'``), not the mean of the group's rows that TRL's test of equal rewards assumes;
 - ``_calculate_rewards``: silences TRL's warning for rows that carry no reward by design (fillers, errors);
 - ``_curriculum_signal``: gives the curriculum one value per row computed from the goal's own samples;
 - ``save_model`` / ``_load_optimizer_and_scheduler``: ``web_state.json`` in every checkpoint, so that a
@@ -38,6 +41,7 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from sec_rl.trainers.dynamic_sampling import DynamicSamplingMixin
 from sec_rl.trainers.grpo_config import SECGRPOConfig
 from sec_rl.trainers.grpo_trainer import SECGRPOTrainer
 from sec_rl.web.config import WebConfig
@@ -163,12 +167,6 @@ class WebAgentArguments(WebConfig):
                     f"web_episodes_per_goal={self.web_episodes_per_goal} must be between 1 and num_generations "
                     f"({generations}): a goal's step samples fill its num_generations rows."
                 )
-        if getattr(self, "dynamic_sampling", "none") != "none":
-            raise ValueError(
-                f"dynamic_sampling={self.dynamic_sampling!r} is not supported by the web trainer: a goal's rows are "
-                "built from its episodes in the rollout. Use web_zero_advantage_filter=True (the study's "
-                "zero-advantage filtering) and set dynamic_sampling='none'."
-            )
 
 
 @dataclass
@@ -233,7 +231,8 @@ def _row_goal(row: dict[str, Any]) -> Goal:
 
 
 class WebAgentMixin:
-    """Multi-turn web episodes as GRPO rollouts, for a ``GRPOTrainer`` (put it first among the bases).
+    """Multi-turn web episodes as GRPO rollouts, for a :class:`~sec_rl.SECGRPOTrainer` (put it first among the
+    bases, as :class:`SECWebGRPOTrainer` does): its generation batches are the unit the mixin works on.
 
     Args:
         env_factory: a picklable callable building one environment per pool worker; default: from ``args``
@@ -255,6 +254,12 @@ class WebAgentMixin:
             raise TypeError(
                 f"{type(self).__name__} reads its environment settings from `args`: use SECWebGRPOConfig, or add "
                 "sec_rl.trainers.web_grpo.WebAgentArguments to the bases of your config dataclass."
+            )
+        if not isinstance(self, DynamicSamplingMixin):
+            raise TypeError(
+                f"{type(self).__name__} mixes WebAgentMixin into a trainer that is not a SECGRPOTrainer: the web "
+                "rollout runs once per generation batch (SECGRPOTrainer._generate_batch). Derive from "
+                "SECWebGRPOTrainer, or put WebAgentMixin first among the bases of a SECGRPOTrainer subclass."
             )
         if kwargs.get("rollout_func") is not None or kwargs.get("environment_factory") is not None:
             raise ValueError(
@@ -278,7 +283,7 @@ class WebAgentMixin:
         self._web_actor: Actor | None = actor
         self._web_engine: RolloutEngine | None = None
         self._web_batch: _WebBatch | None = None  # the generation batch between TRL's hooks
-        self._web_env_tokens_seen = 0  # observation tokens inside completions: TRL's num_tokens leaves them out
+        self._web_env_tokens_seen = 0  # observation tokens inside completions (added to TRL's token count too)
         self._web_calls = 0
         self.web_last_rollout: RolloutResult | None = None  # the last batch's episodes, for inspection
         self.web_last_samples: list[Sample] | None = None  # their samples (per_step: every step)
@@ -411,19 +416,22 @@ class WebAgentMixin:
             *(c for c in ("task", "seed") if c not in self._signature_columns),
         ]
 
-    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        draw = getattr(self, "_draw_generation_batch", None)  # the curriculum chooses the rows now, if there is one
-        if draw is not None:
-            inputs = draw(inputs)
+    def _generate_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        inputs = self._draw_generation_batch(inputs)  # the curriculum (or the refill sampler) chooses the goals now
         batch = self._web_batch = _WebBatch(goals=[_row_goal(row) for row in inputs])
         try:
-            output = super()._generate_and_score_completions(inputs)
+            output = super()._generate_batch(inputs)
         finally:
             self._web_batch = None
         # TRL computed advantages over groups of rows; the rollout computed the right ones (per goal, per step).
         output["advantages"] = batch.advantages.to(output["advantages"].device, output["advantages"].dtype)
         self._log_trained_advantages(output["advantages"], batch.zero_std_fraction)
         return output
+
+    def _batch_informative(self, output: dict[str, Any]) -> torch.Tensor:
+        """Per goal group of the batch (every process's): whether a row of it has a non-zero advantage."""
+        advantages = self.accelerator.gather(output["advantages"].detach())
+        return (advantages.view(-1, self.num_generations) != 0).any(dim=1)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Filler rows and rows of environment errors carry no reward by design (web/rows_padded, web/env_errors
@@ -467,7 +475,7 @@ class WebAgentMixin:
         batch = self._web_batch
         if batch is None or len(batch.goals) != len(prompts):
             raise RuntimeError(
-                "the web rollout runs inside _generate_and_score_completions, which records the batch's goals; "
+                "the web rollout runs inside _generate_batch, which records the batch's goals; "
                 "call the trainer's own methods rather than rollout_func directly."
             )
         args = self.args
@@ -614,9 +622,13 @@ class WebAgentMixin:
             metrics = {name: float(combine[name]([m[name] for m in every])) for name in metrics}
         for name, value in metrics.items():
             self._metrics[mode][f"web/{name}"].append(value)
-        if mode == "train":  # a running total, like TRL's num_tokens: compute accounting adds it (ComputeCallback)
+        if mode == "train":
+            # TRL counts a completion's model tokens only (env_mask); the pages between turns are tokens the model
+            # reads too. Adding them to its count (state.num_input_tokens_seen, checkpointed with the state) makes
+            # TRL's `num_tokens` and the compute ledger count every token, resumed runs included.
+            self.state.num_input_tokens_seen += int(metrics["env_tokens"])
             self._web_env_tokens_seen += int(metrics["env_tokens"])
-            self._metrics[mode]["web/env_tokens_seen"] = [self._web_env_tokens_seen]
+            self._metrics[mode]["web/env_tokens_seen"] = [self._web_env_tokens_seen]  # a running total
 
 
 class SECWebGRPOTrainer(WebAgentMixin, SECGRPOTrainer):
