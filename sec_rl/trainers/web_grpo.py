@@ -383,8 +383,9 @@ class WebAgentMixin:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        # The rollout counter seeds per_step row subsampling, and the page-token total feeds the compute ledger:
-        # both travel with every checkpoint, so a resumed run picks the same rows and counts every page.
+        # The rollout counter seeds per_step row subsampling, and the page-token total is a logged running total:
+        # both travel with every checkpoint, so a resumed run picks the same rows and goes on counting pages.
+        # (The compute ledger reads TRL's token count, which holds the pages too and travels in the state.)
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
             output_dir = output_dir or self.args.output_dir
@@ -400,8 +401,8 @@ class WebAgentMixin:
         path = os.path.join(checkpoint, WEB_STATE_NAME)
         if not os.path.exists(path):
             logger.warning(
-                f"{path} not found (a checkpoint of sec-rl 0.1?): per_step rows are subsampled afresh and the "
-                "compute ledger misses the pages seen before it."
+                f"{path} not found (a checkpoint of sec-rl 0.1?): per_step rows are subsampled afresh and "
+                "web/env_tokens_seen counts from 0."
             )
             return
         with open(path) as f:
