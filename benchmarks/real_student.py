@@ -73,6 +73,13 @@ class RealStudentArguments:
         default_factory=lambda: ["zero-shot", "sft", "sft+rl"],
         metadata={"help": "Stages to evaluate (the untrained student's prose makes zero-shot the slowest)."},
     )
+    fresh_goals: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Seeds A B: also evaluate SFT and SFT + RL on goals A..B-1 of the training tasks (after the "
+            "training seeds, in no other set), paired by episode: a larger test of RL's gain than seeds 0-2."
+        },
+    )
 
 
 def _stage(out: Path, name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -187,19 +194,51 @@ def _grpo(args: RealStudentArguments, out: Path, sft_model: str) -> dict[str, An
     return {"rollout_success": [e["web/success_rate"] for e in logged], "steps": trainer.state.global_step}
 
 
-def _evaluate(args: RealStudentArguments, out: Path, stages: dict[str, str]) -> dict[str, Any]:
+def _evaluate(
+    args: RealStudentArguments,
+    out: Path,
+    stages: dict[str, str],
+    goal_seeds: range | None = None,
+    folder: Path | None = None,
+) -> dict[str, Any]:
+    """Every stage (and the scripted teacher) on the held-out goals and tasks; with ``goal_seeds``, the stages
+    alone on those goals of the training tasks (``--fresh_goals``), in ``folder``."""
     from sec_rl.pipeline.report import evaluate_stages
     from sec_rl.pipeline.scripted import ScriptedTeacher
     from sec_rl.web.config import WebConfig
     from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS
 
+    web = WebConfig(**_web_kwargs(args))
+    if goal_seeds is not None:
+        report = evaluate_stages(stages, web, goal_tasks=args.tasks, task_tasks=[], goal_seeds=goal_seeds,
+                                 output_dir=folder, max_new_tokens=args.max_new_tokens)  # fmt: skip
+        print(report.table())
+        return {"table": report.table()}
     with ScriptedTeacher(args.tasks) as teacher:
-        report = evaluate_stages({**stages, "teacher (scripted)": teacher}, WebConfig(**_web_kwargs(args)),
+        report = evaluate_stages({**stages, "teacher (scripted)": teacher}, web,
                                  goal_tasks=args.tasks, task_tasks=args.heldout_tasks, goal_seeds=HELDOUT_GOAL_SEEDS,
                                  task_seeds=range(args.heldout_task_seeds), output_dir=out / "eval",
                                  max_new_tokens=args.max_new_tokens)  # fmt: skip
     print(report.table())
     return {"table": report.table()}
+
+
+def _fresh_goals(args: RealStudentArguments) -> tuple[str, range]:
+    """The record name and seeds of ``--fresh_goals``, checked against every seed the run used."""
+    from sec_rl.web.tasks import HELDOUT_GOAL_SEEDS, TRAIN_SEEDS_START
+
+    seeds = range(*args.fresh_goals)
+    used = {*HELDOUT_GOAL_SEEDS, *range(TRAIN_SEEDS_START, TRAIN_SEEDS_START + args.collect_seeds)}
+    if len(args.fresh_goals) != 2 or not seeds or used & set(seeds):
+        first = TRAIN_SEEDS_START + args.collect_seeds
+        raise ValueError(
+            f"--fresh_goals {args.fresh_goals} must be two seeds A B (A < B) of goals no stage used (held-out seeds "
+            f"{list(HELDOUT_GOAL_SEEDS)}, training seeds {TRAIN_SEEDS_START}-{first - 1}): e.g. --fresh_goals "
+            f"{first} {first + 6}."
+        )
+    if not args.grpo_steps:
+        raise ValueError("--fresh_goals compares SFT + RL with SFT: it needs the RL stage (--grpo_steps > 0).")
+    return f"fresh-{seeds.start}-{seeds.stop}", seeds
 
 
 def main(args: RealStudentArguments) -> dict[str, Any]:
@@ -211,6 +250,7 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
     if len(set(args.tasks)) < 12:
         print(f"note: {len(set(args.tasks))} training tasks (the documented run uses 12 or more)")
     out = Path(args.output_dir)
+    fresh = _fresh_goals(args) if args.fresh_goals else None  # checked before any stage runs
     student = resolve_model(args.student)
     records = {"collect": _stage(out, "collect", lambda: _collect(args, out))}
     records["sft"] = _stage(out, "sft", lambda: _sft(args, out, student))
@@ -219,6 +259,7 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
     if args.grpo_steps:
         records["grpo"] = _stage(out, "grpo", lambda: _grpo(args, out, sft_model))
         stages["sft+rl"] = _merged(out / "grpo", sft_model) if args.use_lora else str(out / "grpo")
+    paired_stages = {name: stages[name] for name in ("sft", "sft+rl") if name in stages}
     unknown = sorted(set(args.eval_stages) - set(stages))
     if unknown:
         raise ValueError(f"unknown --eval_stages {unknown}: choose among {list(stages)}.")
@@ -226,6 +267,9 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
     # without RL the record has its own name, so that a later run with RL still evaluates SFT + RL
     evaluated = "evaluate" if args.grpo_steps else "evaluate-without-rl"
     records["evaluate"] = _stage(out, evaluated, lambda: _evaluate(args, out, stages))
+    if fresh is not None:
+        name, seeds = fresh
+        records[name] = _stage(out, name, lambda: _evaluate(args, out, paired_stages, seeds, out / f"eval-{name}"))
 
     report = StageReport.load(out / "eval")
     paired = (
@@ -239,6 +283,13 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
         "stages": records,
         "success": report.to_dict(),
         "paired_rl_minus_sft": paired,
+        "fresh_goals": None
+        if fresh is None
+        else {
+            "seeds": [fresh[1].start, fresh[1].stop],
+            "success": StageReport.load(out / f"eval-{fresh[0]}").to_dict(),
+            "paired_rl_minus_sft": paired_difference(out / f"eval-{fresh[0]}", "sft+rl", "sft", "goals"),
+        },
         "compute": ComputeLedger.merged(out / ("grpo" if args.grpo_steps else "sft") / "compute.json").to_dict(),
         "seconds": {name: record["seconds"] for name, record in records.items()},
     }
@@ -249,6 +300,9 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
         Path(args.json).write_text(text)
     print(report.table())
     print("paired SFT+RL - SFT:", json.dumps(results["paired_rl_minus_sft"]))
+    if fresh is not None:
+        print(f"fresh goals (seeds {args.fresh_goals[0]}-{args.fresh_goals[1] - 1}), paired SFT+RL - SFT:",
+              json.dumps(results["fresh_goals"]["paired_rl_minus_sft"]))  # fmt: skip
     print("seconds:", {k: round(v) for k, v in results["seconds"].items()})
     return results
 
