@@ -5,7 +5,8 @@ The scripted MiniWoB++ expert collects traces on the training tasks; the student
 over tasks, then SEC-GRPO over live episodes from the SFT checkpoint. Every stage is evaluated greedily on the
 held-out goals of the training tasks (seeds 0-2) and on held-out tasks of the study's split (never trained on:
 where a pretrained student can transfer and a tiny one cannot), with bootstrap 95% intervals; SFT + RL is
-compared with SFT on paired episodes (same task and seed). FLOPs per stage come from the pipeline's ledger.
+compared with SFT on paired episodes (same task and seed); ``--fresh_goals A B`` repeats that comparison on goals
+A..B-1 of the training tasks, which no stage used. FLOPs per stage come from the pipeline's ledger.
 
 Resumable: each stage writes ``<output_dir>/stages/<stage>.json`` when it finishes and is skipped on a rerun
 (collection, training checkpoints and evaluation also resume inside a stage). The result JSON records the

@@ -44,7 +44,9 @@ class ProbeTrainer(SECWebGRPOTrainer):
         return output
 
 
-def make_trainer(model_dir: str, output_dir: str, mode: str, reward_funcs=None, **overrides) -> ProbeTrainer:
+def make_trainer(
+    model_dir: str, output_dir: str, mode: str, reward_funcs=None, trainer_class=ProbeTrainer, **overrides
+) -> ProbeTrainer:
     settings = dict(
         output_dir=output_dir,
         web_env="text",
@@ -69,7 +71,7 @@ def make_trainer(model_dir: str, output_dir: str, mode: str, reward_funcs=None, 
         disable_tqdm=True,
     )
     settings.update(overrides)
-    trainer = ProbeTrainer(
+    trainer = trainer_class(
         model=model_dir, args=SECWebGRPOConfig(**settings), train_dataset=goals_dataset(TASKS, range(3, 9)),
         reward_funcs=reward_funcs,
     )  # fmt: skip
@@ -339,17 +341,13 @@ def test_dynamic_sampling_refills_goals_whose_rows_carry_no_gradient(web_model_d
     still carries a gradient when other groups' returns differ: it is not refilled."""
     from sec_rl.pipeline.compute import ComputeCallback, ComputeLedger
 
-    settings = dict(output_dir=str(tmp_path), web_env="text", web_num_workers=4, web_max_turns=2, web_layout=mode,
-                    web_system_prompt=SYSTEM, web_history=2, curriculum="random", curriculum_temperature=None,
-                    per_device_train_batch_size=4, num_generations=2, max_completion_length=10, max_steps=3,
-                    logging_steps=1, learning_rate=1e-2, use_cpu=True, bf16=False, report_to="none",
-                    gradient_checkpointing=False, save_strategy="no", seed=0, disable_tqdm=True,
-                    dynamic_sampling="filter", dynamic_sampling_max_batches=3, web_advantage=baseline)  # fmt: skip
-    trainer = RefillProbe(
-        model=web_model_dir, args=SECWebGRPOConfig(**settings), train_dataset=goals_dataset(TASKS, range(3, 9)),
-        callbacks=[ComputeCallback(stage="rl", base=None)],
+    trainer = make_trainer(
+        web_model_dir, str(tmp_path), mode, trainer_class=RefillProbe, curriculum="random",
+        curriculum_temperature=None, max_steps=3, dynamic_sampling="filter", dynamic_sampling_max_batches=3,
+        web_advantage=baseline,
     )  # fmt: skip
-    trainer.web_actor = SolvesClickButton(trainer.processing_class, inner=trainer.web_actor)
+    trainer.add_callback(ComputeCallback(stage="rl", base=None))
+    trainer.web_actor = SolvesClickButton(trainer.processing_class, inner=trainer.web_actor.inner)  # the model
     trainer.train()
 
     logged = [e for e in trainer.state.log_history if "dynamic_sampling/generation_batches" in e]
@@ -382,6 +380,30 @@ def test_dynamic_sampling_refills_goals_whose_rows_carry_no_gradient(web_model_d
     assert ledger.stages["rollouts"].tokens == every_token
     assert ledger.stages["updates"].tokens == trained_tokens
     assert (trained_tokens < every_token) == (refilled > 0)
+
+
+def test_dynamic_sampling_replace_swaps_in_a_kept_informative_goal(web_model_dir, tmp_path):
+    """dynamic_sampling='replace': a goal slot without gradient trains on the latest informative group kept for that
+    slot from an earlier batch (once); no extra episodes are run."""
+    trainer = make_trainer(
+        web_model_dir, str(tmp_path), "episode", trainer_class=RefillProbe, curriculum="random",
+        curriculum_temperature=None, max_steps=6, dynamic_sampling="replace",
+    )  # fmt: skip
+    trainer.web_actor = SolvesClickButton(trainer.processing_class, inner=trainer.web_actor.inner)  # the model
+    trainer.train()
+    assert len(trainer.candidates) == len(trainer.batches) == 6  # one generation batch per step
+    kept: dict[int, list[float]] = {}
+    swapped = 0
+    for (rows, _), output in zip(trainer.candidates, trainer.batches):
+        for slot in range(2):
+            own = [row.advantage for row in rows[2 * slot : 2 * slot + 2]]
+            trained = output["advantages"][2 * slot : 2 * slot + 2].tolist()
+            if any(own):
+                kept[slot] = own
+            elif slot in kept:
+                own, swapped = kept.pop(slot), swapped + 1  # used once
+            assert trained == pytest.approx(own)
+    assert swapped > 0
 
 
 # -- real browsers ---------------------------------------------------------------------------------
