@@ -269,8 +269,11 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
     evaluated = "evaluate" if args.grpo_steps else "evaluate-without-rl"
     records["evaluate"] = _stage(out, evaluated, lambda: _evaluate(args, out, stages))
     if fresh is not None:
-        name, seeds = fresh
-        records[name] = _stage(out, name, lambda: _evaluate(args, out, paired_stages, seeds, out / f"eval-{name}"))
+        fresh_name, fresh_seeds = fresh
+        fresh_dir = out / f"eval-{fresh_name}"
+        records[fresh_name] = _stage(
+            out, fresh_name, lambda: _evaluate(args, out, paired_stages, fresh_seeds, fresh_dir)
+        )
 
     report = StageReport.load(out / "eval")
     paired = (
@@ -287,9 +290,9 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
         "fresh_goals": None
         if fresh is None
         else {
-            "seeds": [fresh[1].start, fresh[1].stop],
-            "success": StageReport.load(out / f"eval-{fresh[0]}").to_dict(),
-            "paired_rl_minus_sft": paired_difference(out / f"eval-{fresh[0]}", "sft+rl", "sft", "goals"),
+            "seeds": [fresh_seeds.start, fresh_seeds.stop],
+            "success": StageReport.load(fresh_dir).to_dict(),
+            "paired_rl_minus_sft": paired_difference(fresh_dir, "sft+rl", "sft", "goals"),
         },
         "compute": ComputeLedger.merged(out / ("grpo" if args.grpo_steps else "sft") / "compute.json").to_dict(),
         "seconds": {name: record["seconds"] for name, record in records.items()},
@@ -302,7 +305,7 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
     print(report.table())
     print("paired SFT+RL - SFT:", json.dumps(results["paired_rl_minus_sft"]))
     if fresh is not None:
-        print(f"fresh goals (seeds {args.fresh_goals[0]}-{args.fresh_goals[1] - 1}), paired SFT+RL - SFT:",
+        print(f"fresh goals (seeds {fresh_seeds.start}-{fresh_seeds.stop - 1}), paired SFT+RL - SFT:",
               json.dumps(results["fresh_goals"]["paired_rl_minus_sft"]))  # fmt: skip
     print("seconds:", {k: round(v) for k, v in results["seconds"].items()})
     return results
