@@ -382,6 +382,28 @@ def test_dynamic_sampling_refills_goals_whose_rows_carry_no_gradient(web_model_d
     assert (trained_tokens < every_token) == (refilled > 0)
 
 
+def test_dynamic_sampling_ledger_counts_steps_between_logs(web_model_dir, tmp_path):
+    """With ``logging_steps`` > 1, checkpoints and the end of training fall between logs: each checkpoint's ledger
+    and the final one still count, as updates, every batch trained on up to their step."""
+    from sec_rl.pipeline.compute import ComputeCallback, ComputeLedger
+
+    trainer = make_trainer(
+        web_model_dir, str(tmp_path), "episode", curriculum="random", curriculum_temperature=None, max_steps=3,
+        logging_steps=2, save_strategy="steps", save_steps=1, dynamic_sampling="filter",
+        dynamic_sampling_max_batches=3,
+    )  # fmt: skip
+    trainer.add_callback(ComputeCallback(stage="rl", base=None))
+    trainer.web_actor = SolvesClickButton(trainer.processing_class, inner=trainer.web_actor.inner)
+    trainer.train()
+
+    trained = np.cumsum([int(b["prompt_mask"].sum() + b["completion_mask"].sum()) for b in trainer.batches])
+    assert len(trained) == 3
+    for step in (1, 2, 3):
+        ledger = ComputeLedger.load(tmp_path / f"checkpoint-{step}" / "compute.json")
+        assert ledger.stages["updates"].tokens == trained[step - 1], step
+    assert ComputeLedger.load(tmp_path / "compute.json").stages["updates"].tokens == trained[-1]
+
+
 def test_dynamic_sampling_replace_swaps_in_a_kept_informative_goal(web_model_dir, tmp_path):
     """dynamic_sampling='replace': a goal slot without gradient trains on the latest informative group kept for that
     slot from an earlier batch (once); no extra episodes are run."""

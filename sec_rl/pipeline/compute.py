@@ -319,7 +319,9 @@ class ComputeCallback(TrainerCallback):
       With a ``rollout_func`` that returns ``env_mask``, TRL's ``T`` counts the model's tokens only, so
       environment tokens inside completions are not counted (``SECWebGRPOTrainer`` adds them to ``T`` itself).
       With dynamic sampling, refill batches are generated but only the assembled batch is trained on: updates
-      count the tokens it logs as ``dynamic_sampling/trained_tokens_seen`` instead of ``T``.
+      count the tokens trained on instead of ``T``, which the trainer keeps in
+      ``state.dynamic_sampling_trained_tokens`` (current at every checkpoint, unlike its logged
+      ``dynamic_sampling/trained_tokens_seen``).
 
     Args:
         stage: ``"sft"`` or ``"rl"`` (alias ``"grpo"``); None infers it from the config (``GRPOConfig`` -> rl).
@@ -339,7 +341,6 @@ class ComputeCallback(TrainerCallback):
         self._recorded: dict[str, tuple[float, int]] = {}
         self._start = (0.0, 0)
         self._logged_tokens = 0
-        self._trained_tokens: int | None = None  # tokens trained on, when dynamic sampling says (else all seen)
         self._n = 0
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -376,7 +377,8 @@ class ComputeCallback(TrainerCallback):
                 return {"sft": (flos, tokens)}
             return {"sft": (training_flops(n, tokens), tokens)}
         iterations = int(getattr(args, "num_iterations", 1) or 1)
-        trained = (seen if self._trained_tokens is None else self._trained_tokens) * iterations
+        # dynamic sampling: the tokens of the batches trained on, this run (refill batches are not trained on)
+        trained = int(getattr(state, "dynamic_sampling_trained_tokens", seen)) * iterations
         updates = flos if flos > 0 else training_flops(n, trained)
         if float(getattr(args, "beta", 0.0) or 0.0) != 0.0:
             updates += inference_flops(n, seen)
@@ -401,7 +403,7 @@ class ComputeCallback(TrainerCallback):
         else:
             raise ValueError("ComputeCallback needs the model (or num_parameters=...) to count FLOPs.")
         self._start = (float(state.total_flos or 0.0), int(state.num_input_tokens_seen or 0))
-        self._recorded, self._logged_tokens, self._trained_tokens = {}, 0, None
+        self._recorded, self._logged_tokens = {}, 0
         if not state.is_world_process_zero:
             return
         path = Path(args.output_dir) / COMPUTE_FILE
@@ -416,8 +418,6 @@ class ComputeCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if logs is not None and isinstance(logs.get("num_tokens"), int | float):
             self._logged_tokens = int(logs["num_tokens"])  # TRL's SFT count of non-padding tokens trained
-        if logs is not None and isinstance(logs.get("dynamic_sampling/trained_tokens_seen"), int | float):
-            self._trained_tokens = int(logs["dynamic_sampling/trained_tokens_seen"])
         if self.ledger is None or logs is None:
             return
         self._record(args, state)

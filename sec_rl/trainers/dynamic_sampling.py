@@ -16,8 +16,10 @@ Two ways to give its slot of the generation batch a group that teaches something
 TRL's batch shapes stay as they are: a slot is a group's position in the generation batch, and each process keeps
 the rows it holds of every candidate batch, so no tensor crosses processes. Every generated batch also updates
 the curriculum (it is data about the tasks). ``dynamic_sampling/*`` metrics count the batches generated, the
-extra rollouts, the slots filled and the tokens trained on (``trained_tokens_seen``: the compute ledger counts
-updates over those, rollouts over every generated token).
+extra rollouts, the slots filled and the tokens trained on (``trained_tokens_seen``). The compute ledger counts
+updates over the tokens trained on, rollouts over every generated token: it reads the running total from the
+trainer state's ``dynamic_sampling_trained_tokens`` (set after every generation batch, so that a checkpoint or
+the end of training between two logs counts every batch; not saved with the state: a count of this run).
 
 The unit that is repeated is :meth:`DynamicSamplingMixin._generate_batch` (draw, generate and score one batch);
 a trainer that must act on every generation batch (the web trainer) overrides it, and
@@ -194,6 +196,7 @@ class DynamicSamplingMixin:
         informative = (self._slots(flags) if self._dynamic_sampling == "filter" else flags[0] | filled).float()
         tokens = output["prompt_mask"].sum() + output["completion_mask"].sum()
         self.trained_tokens += int(self.accelerator.gather(tokens.reshape(1)).sum().item())
+        self.state.dynamic_sampling_trained_tokens = self.trained_tokens  # what ComputeCallback counts
         metrics = self._metrics["train"]
         metrics["dynamic_sampling/trained_tokens_seen"] = [float(self.trained_tokens)]  # a running total
         metrics["dynamic_sampling/generation_batches"].append(float(generated))
