@@ -271,9 +271,9 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
         )
 
     report = StageReport.load(out / "eval")
-    paired = (
+    paired = (  # once both students are evaluated (by this run or an earlier one: the files are reused)
         {s: paired_difference(out / "eval", "sft+rl", "sft", s) for s in ("goals", "tasks")}
-        if args.grpo_steps
+        if {"sft", "sft+rl"} <= report.stages.keys()
         else None
     )
     results = {
