@@ -289,7 +289,8 @@ def main(args: RealStudentArguments) -> dict[str, Any]:
             "success": StageReport.load(fresh_dir).to_dict(),
             "paired_rl_minus_sft": paired_difference(fresh_dir, "sft+rl", "sft", "goals"),
         },
-        "compute": ComputeLedger.merged(out / ("grpo" if args.grpo_steps else "sft") / "compute.json").to_dict(),
+        # both: a LoRA run's RL starts from the merged SFT folder, which carries no ledger (merged counts each once)
+        "compute": ComputeLedger.merged(out / "sft" / "compute.json", out / "grpo" / "compute.json").to_dict(),
         "seconds": {name: record["seconds"] for name, record in records.items()},
     }
     text = json.dumps(results, indent=2, default=str)
