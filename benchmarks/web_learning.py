@@ -21,7 +21,8 @@ percentile bootstrap that resamples seeds and goals (the seed-to-seed spread of 
 
 With ``--rl_starts``, RL also runs from those SFT budgets, and the summary adds the compute frontier: greedy success
 against the FLOPs spent (the pipeline's ``ComputeLedger``: SFT, then rollouts and updates), SFT alone against SFT +
-RL, and ``compute_to_match`` (how much compute SFT + RL needs to reach SFT's best), on the seed mean and per seed.
+RL, and ``compute_to_match`` (how much compute SFT + RL needs to reach SFT's best), on the seed mean and per seed;
+in ``per_step`` mode every SFT budget is also evaluated in that layout, so both strategies are prompted alike.
 
 With ``--fresh_goals A B``, the start and every run's final checkpoint are also evaluated on goals A..B-1, used
 nowhere else: settings chosen after seeing the held-out evaluations get a clean check. ``--start B`` fixes the SFT
@@ -72,6 +73,10 @@ class WebLearningArguments:
     max_turns: int = field(default=4, metadata={"help": "Actions per episode at most."})
     max_page_chars: int | None = field(
         default=8000, metadata={"help": "Character budget of the page in a prompt (the demo's MiniWoB++ runs: 1200)."}
+    )
+    system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "A system prompt replacing the default one (`web_system_prompt`) in every stage."},
     )
     num_workers: int = field(default=4, metadata={"help": "Environments in parallel (per run)."})
     hidden_size: int = field(default=128, metadata={"help": "Width of the tiny student."})
@@ -195,6 +200,7 @@ def _web(args: WebLearningArguments, layout: str = "episode") -> Any:
     return WebConfig(
         web_env=args.env, web_num_workers=args.num_workers, web_max_turns=args.max_turns, web_layout=layout,
         web_actions=["click", "fill", "noop"], web_max_page_chars=args.max_page_chars,
+        web_system_prompt=args.system_prompt,
     )  # fmt: skip
 
 
@@ -320,6 +326,19 @@ def evaluate(
     }
 
 
+def _sft_in_layout(
+    args: WebLearningArguments, out: Path, start: int, budgets: list[int], mode: str
+) -> dict[int, dict[str, float]]:
+    """SFT checkpoints' success per goal prompted in ``mode``'s layout: the start's, and with ``--rl_starts`` every
+    budget's (the frontier sets SFT alone beside SFT + RL, both in the layout RL trains in)."""
+    if not args.rl_starts:
+        checkpoint = {"start": str(out / "sft" / f"checkpoint-{start}")}
+        return {start: evaluate(args, checkpoint, out / f"start-{start}-{mode}", args.device, mode)["start"]}
+    checkpoints = {f"sft-{b}": str(out / "sft" / f"checkpoint-{b}") for b in budgets}
+    outcomes = evaluate(args, checkpoints, out / f"start-{mode}", args.device, mode)
+    return {b: outcomes[f"sft-{b}"] for b in budgets}
+
+
 def _mean(goals: dict[str, float]) -> float:
     return float(np.mean(list(goals.values()))) if goals else float("nan")
 
@@ -435,17 +454,19 @@ def summarize(
     args: WebLearningArguments,
     out: Path,
     start: int,
-    budgets: dict[int, dict[str, float]],
-    baselines: dict[str, dict[str, float]],
+    layouts: dict[str, dict[int, dict[str, float]]],
     comparison: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    """The table, the curves and each mode's frontier; ``layouts[mode][budget]`` is an SFT checkpoint's success per
+    goal, prompted in that mode's layout (as RL trains and evaluates it)."""
     from sec_rl.provenance import environment_info
 
     rng = np.random.default_rng(0)
+    budgets = layouts["episode"]
     goals = sorted(budgets[start])
     rows, curves = {}, {}
     for mode in args.modes:
-        before = baselines[mode]  # the start, prompted in this mode's layout (as RL trains and evaluates it)
+        before = layouts[mode][start]
         runs = _runs(out, start, mode)
         if not runs:
             continue
@@ -463,7 +484,7 @@ def summarize(
             | {step: [_mean(run["greedy"][step]) for run in runs] for step in runs[0]["greedy"]},
             "sampled": [run["sampled_success"] for run in runs],
         }
-    fronts = {mode: front for mode in args.modes if (front := frontier(args, out, budgets, mode)) is not None}
+    fronts = {mode: front for mode in args.modes if (front := frontier(args, out, layouts[mode], mode)) is not None}
     summary = {
         "settings": asdict(args), "environment": environment_info(), "goals": len(goals), "start": start,
         "sft_success": {b: _mean(g) for b, g in budgets.items()}, "modes": rows, "curves": curves, "frontier": fronts,
@@ -627,12 +648,8 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
                 print(f"[{name}] {time.perf_counter() - tick:.0f} s", flush=True)
     start, budgets = choose_start(args, out)
     print("[start] " + ", ".join(f"SFT {b}: {_mean(g):.1%}" for b, g in budgets.items()) + f" -> {start}", flush=True)
-    checkpoint = {"start": str(out / "sft" / f"checkpoint-{start}")}
-    baselines = {
-        mode: budgets[start] if mode == "episode" else
-        evaluate(args, checkpoint, out / f"start-{start}-{mode}", args.device, mode)["start"]
-        for mode in args.modes
-    }  # fmt: skip
+    layouts = {"episode": budgets} | {mode: _sft_in_layout(args, out, start, sorted(budgets), mode)
+                                      for mode in args.modes if mode != "episode"}  # fmt: skip
     if not args.summary_only:
         (out / "runs").mkdir(exist_ok=True)
         starts = [start, *sorted(set(args.rl_starts) - {start})]
@@ -651,7 +668,7 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
                 except Exception as error:  # one failed run must not lose the others; its file is missing
                     print(f"[{_run_name(*futures[future])}] failed: {type(error).__name__}: {error}")
     comparison = compare(args, out, Path(args.compare_with)) if args.compare_with else {}
-    summary = summarize(args, out, start, budgets, baselines, comparison)
+    summary = summarize(args, out, start, layouts, comparison)
     if args.fresh_goals:
         summary["fresh_goals"] = fresh_goals(args, out, start)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
