@@ -291,9 +291,7 @@ def copy_starts(source: Path, out: Path) -> None:
 def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, dict[str, float]]]:
     """Every budget's greedy success per held-out goal, and the budget RL starts from (see the module docstring)."""
     budgets = sorted(args.sft_budgets)
-    checkpoints = {f"sft-{b}": str(out / "sft" / f"checkpoint-{b}") for b in budgets}
-    outcomes = evaluate(args, checkpoints, out / "start", args.device)
-    per_budget = {b: outcomes[f"sft-{b}"] for b in budgets}
+    per_budget = _evaluate_budgets(args, out, budgets, out / "start")
     success = {b: _mean(goals) for b, goals in per_budget.items()}
     if args.start is not None:
         return args.start, per_budget
@@ -334,8 +332,15 @@ def _sft_in_layout(
     if not args.rl_starts:
         checkpoint = {"start": str(out / "sft" / f"checkpoint-{start}")}
         return {start: evaluate(args, checkpoint, out / f"start-{start}-{mode}", args.device, mode)["start"]}
+    return _evaluate_budgets(args, out, budgets, out / f"start-{mode}", mode)
+
+
+def _evaluate_budgets(
+    args: WebLearningArguments, out: Path, budgets: list[int], folder: Path, layout: str = "episode"
+) -> dict[int, dict[str, float]]:
+    """Each SFT budget's checkpoint evaluated greedily in ``layout``: ``{budget: {"task/seed": 0 or 1}}``."""
     checkpoints = {f"sft-{b}": str(out / "sft" / f"checkpoint-{b}") for b in budgets}
-    outcomes = evaluate(args, checkpoints, out / f"start-{mode}", args.device, mode)
+    outcomes = evaluate(args, checkpoints, folder, args.device, layout)
     return {b: outcomes[f"sft-{b}"] for b in budgets}
 
 
