@@ -404,6 +404,31 @@ def test_dynamic_sampling_ledger_counts_steps_between_logs(web_model_dir, tmp_pa
     assert ComputeLedger.load(tmp_path / "compute.json").stages["updates"].tokens == trained[-1]
 
 
+def test_dynamic_sampling_under_gradient_accumulation(web_model_dir, tmp_path):
+    """The real student's layout (``benchmarks/real_student.py --dynamic_sampling``): a step's goals spread over
+    micro-batches. Refills still happen once per optimizer step, for the whole generation batch, and the ledger
+    counts as updates exactly the rows trained on."""
+    from sec_rl.pipeline.compute import ComputeCallback, ComputeLedger
+
+    trainer = make_trainer(
+        web_model_dir, str(tmp_path), "episode", trainer_class=RefillProbe, curriculum="random",
+        curriculum_temperature=None, max_steps=3, dynamic_sampling="filter", dynamic_sampling_max_batches=3,
+        per_device_train_batch_size=2, gradient_accumulation_steps=2,
+    )  # fmt: skip
+    trainer.add_callback(ComputeCallback(stage="rl", base=None))
+    trainer.web_actor = SolvesClickButton(trainer.processing_class, inner=trainer.web_actor.inner)  # the model
+    trainer.train()
+
+    batches = [int(e["dynamic_sampling/generation_batches"]) for e in trainer.state.log_history
+               if "dynamic_sampling/generation_batches" in e]  # fmt: skip
+    assert trainer.state.global_step == len(batches) == 3
+    assert len(trainer.candidates) == sum(batches) > 3  # every generation batch of a step, and at least one refill
+    assert all(len(rows) == 4 for rows, _ in trainer.candidates)  # 2 goals x 2 episodes: the whole step's batch
+    assert len(trainer.batches) == 3 and all(len(b["advantages"]) == 4 for b in trainer.batches)
+    trained = sum(int(b["prompt_mask"].sum() + b["completion_mask"].sum()) for b in trainer.batches)
+    assert ComputeLedger.load(tmp_path / "compute.json").stages["updates"].tokens == trained
+
+
 def test_dynamic_sampling_replace_swaps_in_a_kept_informative_goal(web_model_dir, tmp_path):
     """dynamic_sampling='replace': a goal slot without gradient trains on the latest informative group kept for that
     slot from an earlier batch (once); no extra episodes are run."""
