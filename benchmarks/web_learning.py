@@ -29,6 +29,10 @@ nowhere else: settings chosen after seeing the held-out evaluations get a clean 
 budget RL starts from. ``--compare_with DIR`` adds this run's final success minus DIR's (another curriculum's, from
 the same starts), with a 95% interval.
 
+With ``--student`` (a registry name such as ``smollm2-135m``, a Hub id or a folder), a pretrained student with its
+own tokenizer and chat template replaces the tiny one; ``--rl_batch_size`` then splits each RL step's episodes into
+passes that fit in memory (gradient accumulation).
+
 With ``--starts_from DIR``, the traces, student, SFT checkpoints and their evaluations are copied from an earlier
 ``--output_dir``, so that other RL settings (``--curriculum``, ``--rl_lr``, ...) run from the same starts.
 
@@ -79,6 +83,13 @@ class WebLearningArguments:
         metadata={"help": "A system prompt replacing the default one (`web_system_prompt`) in every stage."},
     )
     num_workers: int = field(default=4, metadata={"help": "Environments in parallel (per run)."})
+    student: str | None = field(
+        default=None,
+        metadata={
+            "help": "A pretrained student instead of the tiny one: a registry name (smollm2-135m), a Hub id or "
+            "a folder; its own tokenizer and chat template (the tiny student's sizes are then unused)."
+        },
+    )
     hidden_size: int = field(default=128, metadata={"help": "Width of the tiny student."})
     num_layers: int = field(default=2, metadata={"help": "Layers of the tiny student."})
     vocab_size: int = field(default=1024, metadata={"help": "Tokenizer vocabulary (trained on the traces)."})
@@ -102,7 +113,13 @@ class WebLearningArguments:
     )
     sft_lr: float = field(default=1e-3, metadata={"help": "SFT learning rate (constant after warm-up)."})
     sft_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
-    modes: list[str] = field(default_factory=lambda: list(MODES), metadata={"help": "Sample modes to run."})
+    modes: list[str] = field(
+        default_factory=lambda: list(MODES),
+        metadata={
+            "help": "Sample modes to run. Both start from one SFT student, trained on whole conversations (a trace is "
+            "one episode-layout row): on multi-turn tasks the per_step start is prompted in a layout it never saw."
+        },
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "RL seeds."})
     rl_steps: int = field(default=40, metadata={"help": "RL optimizer steps."})
     rl_lr: float = field(default=1e-4, metadata={"help": "RL learning rate."})
@@ -128,6 +145,13 @@ class WebLearningArguments:
         },
     )
     prompts_per_step: int = field(default=8, metadata={"help": "Goals per RL step."})
+    rl_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Episodes per RL forward/backward pass, the rest of the step accumulated (default: all of "
+            "a step's episodes in one pass; a pretrained student needs fewer to fit in memory)."
+        },
+    )
     num_generations: int = field(default=4, metadata={"help": "Episodes per goal (the GRPO group)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     max_new_tokens: int = field(default=48, metadata={"help": "Tokens per turn (rollouts and evaluation)."})
@@ -224,6 +248,13 @@ def collect(args: WebLearningArguments, out: Path) -> None:
 
 
 def build_student(args: WebLearningArguments, out: Path) -> None:
+    """The untrained student in ``student-init``: ``--student``'s checkpoint as it is, or a tiny Llama whose
+    tokenizer is trained on the traces."""
+    if args.student:
+        from sec_rl.models import resolve_model
+
+        shutil.copytree(resolve_model(args.student), out / "student-init")
+        return
     from sec_rl.models.tiny import build_tiny_model_and_tokenizer
     from sec_rl.pipeline.traces import read_traces, traces_to_dataset
 
@@ -368,11 +399,13 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.jobs))
     run_dir = out / "runs" / _run_name(start, mode, seed)
     device = args.rl_device or args.device
+    episodes = args.prompts_per_step * args.num_generations
     tick = time.perf_counter()
     config = SECWebGRPOConfig(
         max_steps=args.rl_steps, learning_rate=args.rl_lr, warmup_steps=args.rl_warmup_steps,
-        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
-        num_generations=args.num_generations, temperature=args.temperature, max_completion_length=args.max_new_tokens,
+        per_device_train_batch_size=args.rl_batch_size or episodes,
+        gradient_accumulation_steps=episodes // (args.rl_batch_size or episodes), num_generations=args.num_generations,
+        temperature=args.temperature, max_completion_length=args.max_new_tokens,
         beta=args.beta, loss_type=args.loss_type, save_strategy="steps", save_steps=args.eval_every,
         save_only_model=True,
         curriculum=args.curriculum,
@@ -635,6 +668,11 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
     unknown = sorted(set(args.modes) - set(MODES))
     if unknown:
         raise ValueError(f"unknown sample mode {unknown}: choose among {list(MODES)}.")
+    if args.rl_batch_size and (args.prompts_per_step * args.num_generations) % args.rl_batch_size:
+        raise ValueError(
+            f"--rl_batch_size {args.rl_batch_size} does not divide a step's {args.prompts_per_step} x "
+            f"{args.num_generations} episodes: choose a divisor of {args.prompts_per_step * args.num_generations}."
+        )
     if args.start is not None and args.start not in args.sft_budgets:
         raise ValueError(f"--start {args.start} is not an SFT budget: choose among --sft_budgets {args.sft_budgets}.")
     (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
