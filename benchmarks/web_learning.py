@@ -250,10 +250,14 @@ def collect(args: WebLearningArguments, out: Path) -> None:
 def build_student(args: WebLearningArguments, out: Path) -> None:
     """The untrained student in ``student-init``: ``--student``'s checkpoint as it is, or a tiny Llama whose
     tokenizer is trained on the traces."""
-    if args.student:
+    if args.student:  # loaded and saved, so that a Hub id works as well as a folder
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         from sec_rl.models import resolve_model
 
-        shutil.copytree(resolve_model(args.student), out / "student-init")
+        name = resolve_model(args.student)
+        AutoTokenizer.from_pretrained(name).save_pretrained(out / "student-init")
+        AutoModelForCausalLM.from_pretrained(name).save_pretrained(out / "student-init")
         return
     from sec_rl.models.tiny import build_tiny_model_and_tokenizer
     from sec_rl.pipeline.traces import read_traces, traces_to_dataset
