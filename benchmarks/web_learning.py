@@ -5,9 +5,10 @@ a tiny student built offline learns them by SFT, saved at each of ``--sft_budget
 learning rate after warm-up, so that each checkpoint is that budget's SFT). Each is evaluated greedily on the
 held-out goals; the *start* is the first whose success lies in ``--start_range`` (a weak policy, which succeeds on
 some goals and fails on others), else the closest. From that checkpoint, ``SECWebGRPOTrainer`` trains for
-``--rl_steps`` steps in each sample mode (``episode``, ``per_step``) with each seed. Every ``--eval_every`` steps
-a checkpoint is evaluated greedily on the held-out goals (seeds never trained on), so each run has a learning
-curve: sampled success per step (the rollouts') and greedy success per checkpoint.
+``--rl_steps`` steps in each sample mode (``episode``, ``per_step``) with each seed; a mode's start is the SFT
+checkpoint of that budget trained in its layout (per_step: traces collected in that layout, one SFT row per turn).
+Every ``--eval_every`` steps a checkpoint is evaluated greedily on the held-out goals (seeds never trained on), so
+each run has a learning curve: sampled success per step (the rollouts') and greedy success per checkpoint.
 
 The figure of merit is the final greedy success minus the start's, paired on the same goals. Its 95% interval is a
 percentile bootstrap that resamples seeds and goals (the seed-to-seed spread of RL counts, not only the goals').
@@ -22,7 +23,7 @@ percentile bootstrap that resamples seeds and goals (the seed-to-seed spread of 
 With ``--rl_starts``, RL also runs from those SFT budgets, and the summary adds the compute frontier: greedy success
 against the FLOPs spent (the pipeline's ``ComputeLedger``: SFT, then rollouts and updates), SFT alone against SFT +
 RL, and ``compute_to_match`` (how much compute SFT + RL needs to reach SFT's best), on the seed mean and per seed;
-in ``per_step`` mode every SFT budget is also evaluated in that layout, so both strategies are prompted alike.
+in ``per_step`` mode SFT alone is that layout's SFT, evaluated in that layout, so both strategies are prompted alike.
 
 With ``--fresh_goals A B``, the start and every run's final checkpoint are also evaluated on goals A..B-1, used
 nowhere else: settings chosen after seeing the held-out evaluations get a clean check. ``--start B`` fixes the SFT
@@ -116,8 +117,8 @@ class WebLearningArguments:
     modes: list[str] = field(
         default_factory=lambda: list(MODES),
         metadata={
-            "help": "Sample modes to run. Both start from one SFT student, trained on whole conversations (a trace is "
-            "one episode-layout row): on multi-turn tasks the per_step start is prompted in a layout it never saw."
+            "help": "Sample modes to run. Each starts from SFT in its own layout (per_step: one row per turn, "
+            "``traces-per_step``, ``sft-per_step``), at the same budget, chosen on the episode layout's SFT."
         },
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "RL seeds."})
@@ -237,14 +238,19 @@ def _train_seeds(args: WebLearningArguments) -> range:
     return range(args.train_seed_start, args.train_seed_start + args.train_seeds)
 
 
-def collect(args: WebLearningArguments, out: Path) -> None:
+def _in_layout(out: Path, stage: str, layout: str) -> Path:
+    """A stage's folder for a layout's SFT: ``traces``/``sft`` (episode), ``traces-per_step``/``sft-per_step``."""
+    return out / stage if layout == "episode" else out / f"{stage}-{layout}"
+
+
+def collect(args: WebLearningArguments, out: Path, layout: str = "episode") -> None:
+    """The expert's traces on the training goals, in ``layout`` (per_step: one SFT row per turn)."""
     from sec_rl.pipeline.collect import collect_traces
     from sec_rl.pipeline.scripted import ScriptedTeacher, TextWorldTeacher
 
-    web = _web(args)
     with (TextWorldTeacher if args.env == "text" else ScriptedTeacher)(args.tasks) as teacher:
-        collect_traces(teacher, [(t, s) for t in args.tasks for s in _train_seeds(args)], out / "traces", web,
-                       progress=False)  # fmt: skip
+        collect_traces(teacher, [(t, s) for t in args.tasks for s in _train_seeds(args)],
+                       _in_layout(out, "traces", layout), _web(args, layout), progress=False)  # fmt: skip
 
 
 def build_student(args: WebLearningArguments, out: Path) -> None:
@@ -287,7 +293,8 @@ class _SaveAt(TrainerCallback):
         control.should_save = control.should_save or state.global_step in self.steps
 
 
-def sft(args: WebLearningArguments, out: Path) -> None:
+def sft(args: WebLearningArguments, out: Path, layout: str = "episode") -> None:
+    """SFT on the traces of ``layout``, the same budgets and settings in either layout."""
     from trl import ModelConfig
 
     from sec_rl.pipeline.compute import COMPUTE_FILE, ComputeCallback
@@ -300,15 +307,16 @@ def sft(args: WebLearningArguments, out: Path) -> None:
         lr_scheduler_type="constant_with_warmup", warmup_steps=min(50, max(1, min(args.sft_budgets) // 5)),
         max_length=4096, save_strategy="no", save_only_model=True, curriculum="sec", curriculum_temperature=1.0,
         curriculum_kwargs={"unsampled": "keep"},
-        **{**_common(args, out / "sft", 0), "logging_steps": max(1, max(args.sft_budgets) // 10)},
+        **{**_common(args, _in_layout(out, "sft", layout), 0), "logging_steps": max(1, max(args.sft_budgets) // 10)},
     )  # fmt: skip
+    traces = _in_layout(out, "traces", layout)
     model, tokenizer = _load_model(ModelConfig(str(out / "student-init")))
-    dataset = load_sft_dataset(WebSFTArguments(traces=str(out / "traces")))
+    dataset = load_sft_dataset(WebSFTArguments(traces=str(traces)))
     trainer = SECSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[_SaveAt(args.sft_budgets),
-                                       ComputeCallback("sft", base=out / "traces" / COMPUTE_FILE)])  # fmt: skip
+                                       ComputeCallback("sft", base=traces / COMPUTE_FILE)])  # fmt: skip
     use_concise_progress(trainer).train()
-    (out / "sft" / "done").write_text(json.dumps(trainer.state.log_history))
+    (_in_layout(out, "sft", layout) / "done").write_text(json.dumps(trainer.state.log_history))
 
 
 def copy_starts(source: Path, out: Path) -> None:
@@ -318,9 +326,26 @@ def copy_starts(source: Path, out: Path) -> None:
             f"--starts_from {source}: no finished SFT there ({source / 'sft' / 'done'} is missing); give the "
             "output_dir of a run whose SFT stage completed."
         )
-    for folder in ["traces", "student-init", "sft", *(p.name for p in source.glob("start*"))]:
+    folders = ["traces", "student-init", "sft", *(p.name for p in source.glob("start*") if "per_step" not in p.name)]
+    if (source / "sft-per_step" / "done").exists():  # per_step evaluations of an older SFT are left behind
+        folders += ["traces-per_step", "sft-per_step", *(p.name for p in source.glob("start*per_step"))]
+    for folder in folders:
         if not (out / folder).exists():
             shutil.copytree(source / folder, out / folder)
+
+
+def _check_per_step_start(args: WebLearningArguments, out: Path) -> None:
+    """Refuses an output_dir whose per_step runs or evaluations started from the episode layout's SFT (before
+    ``sft-per_step``): resumed, they would be mixed with runs from the per_step SFT."""
+    if "per_step" not in args.modes or (out / "sft-per_step" / "done").exists():
+        return
+    stale = sorted(p.name for p in [*out.glob("start*per_step"), *out.glob("runs/*-per_step-seed*.json")])
+    if stale:
+        raise ValueError(
+            f"{out} holds per_step evaluations or runs from the episode layout's SFT ({', '.join(stale[:3])}"
+            f"{', ...' if len(stale) > 3 else ''}), made before per_step RL started from an SFT in its own layout: "
+            "give a new --output_dir (--starts_from this one reuses its episode-layout stages)."
+        )
 
 
 def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, dict[str, float]]]:
@@ -365,7 +390,7 @@ def _sft_in_layout(
     """SFT checkpoints' success per goal prompted in ``mode``'s layout: the start's, and with ``--rl_starts`` every
     budget's (the frontier sets SFT alone beside SFT + RL, both in the layout RL trains in)."""
     if not args.rl_starts:
-        checkpoint = {"start": str(out / "sft" / f"checkpoint-{start}")}
+        checkpoint = {"start": str(_in_layout(out, "sft", mode) / f"checkpoint-{start}")}
         return {start: evaluate(args, checkpoint, out / f"start-{start}-{mode}", args.device, mode)["start"]}
     return _evaluate_budgets(args, out, budgets, out / f"start-{mode}", mode)
 
@@ -373,8 +398,9 @@ def _sft_in_layout(
 def _evaluate_budgets(
     args: WebLearningArguments, out: Path, budgets: list[int], folder: Path, layout: str = "episode"
 ) -> dict[int, dict[str, float]]:
-    """Each SFT budget's checkpoint evaluated greedily in ``layout``: ``{budget: {"task/seed": 0 or 1}}``."""
-    checkpoints = {f"sft-{b}": str(out / "sft" / f"checkpoint-{b}") for b in budgets}
+    """Each SFT budget's checkpoint (trained in ``layout``) evaluated greedily in that layout:
+    ``{budget: {"task/seed": 0 or 1}}``."""
+    checkpoints = {f"sft-{b}": str(_in_layout(out, "sft", layout) / f"checkpoint-{b}") for b in budgets}
     outcomes = evaluate(args, checkpoints, folder, args.device, layout)
     return {b: outcomes[f"sft-{b}"] for b in budgets}
 
@@ -420,7 +446,7 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
         web_invalid_action_penalty=args.invalid_action_penalty, **asdict(_web(args, mode)),
         **{**_common(args, run_dir / "train", seed), "use_cpu": device == "cpu"},
     )  # fmt: skip
-    start_dir = out / "sft" / f"checkpoint-{start}"
+    start_dir = _in_layout(out, "sft", mode) / f"checkpoint-{start}"
     trainer = SECWebGRPOTrainer(
         model=str(start_dir),
         args=config,
@@ -464,7 +490,7 @@ def fresh_goals(args: WebLearningArguments, out: Path, start: int) -> dict[str, 
                                           f"checkpoint-{_final_step(r)}") for r in runs}  # fmt: skip
         if not finals:
             continue
-        stages = {"start": str(out / "sft" / f"checkpoint-{start}"), **finals}
+        stages = {"start": str(_in_layout(out, "sft", mode) / f"checkpoint-{start}"), **finals}
         outcomes = evaluate(args, stages, folder / mode, args.device, mode, seeds)
         goals = sorted(outcomes["start"])
         diffs = np.array([[outcomes[name][g] - outcomes["start"][g] for g in goals] for name in finals])
@@ -618,7 +644,7 @@ def frontier(
     from sec_rl.diagnosis import Frontier, compute_to_match, pareto_frontier
     from sec_rl.pipeline.compute import COMPUTE_FILE, ComputeLedger
 
-    files = {b: out / "sft" / f"checkpoint-{b}" / COMPUTE_FILE for b in sorted(budgets)}
+    files = {b: _in_layout(out, "sft", mode) / f"checkpoint-{b}" / COMPUTE_FILE for b in sorted(budgets)}
     runs = {b: [run for run in _runs(out, b, mode) if "flops" in run] for b in budgets}
     runs = {b: group for b, group in runs.items() if group}
     if len(runs) < 2 or not all(file.exists() for file in files.values()):
@@ -679,20 +705,21 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
         )
     if args.start is not None and args.start not in args.sft_budgets:
         raise ValueError(f"--start {args.start} is not an SFT budget: choose among --sft_budgets {args.sft_budgets}.")
-    (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
     if args.starts_from:
         copy_starts(Path(args.starts_from), out)
+    _check_per_step_start(args, out)
+    (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
     if not args.summary_only:
-        for name, done, stage in (
-            ("traces", out / "traces" / "compute.json", collect),
-            ("student", out / "student-init" / "config.json", build_student),
-            ("sft", out / "sft" / "done", sft),
-        ):
-            if not done.exists():
+        stages = [("traces", "episode", collect), ("student", None, build_student), ("sft", "episode", sft)]
+        if "per_step" in args.modes:  # per_step RL starts from an SFT on per_step rows, one per turn
+            stages += [("traces", "per_step", collect), ("sft", "per_step", sft)]
+        for name, layout, stage in stages:
+            folder = out / "student-init" if layout is None else _in_layout(out, name, layout)
+            if not (folder / {"traces": "compute.json", "student": "config.json", "sft": "done"}[name]).exists():
                 tick = time.perf_counter()
-                print(f"[{name}] running", flush=True)
-                stage(args, out)
-                print(f"[{name}] {time.perf_counter() - tick:.0f} s", flush=True)
+                print(f"[{folder.name}] running", flush=True)
+                stage(args, out, *([layout] if layout else []))
+                print(f"[{folder.name}] {time.perf_counter() - tick:.0f} s", flush=True)
     start, budgets = choose_start(args, out)
     print("[start] " + ", ".join(f"SFT {b}: {_mean(g):.1%}" for b, g in budgets.items()) + f" -> {start}", flush=True)
     layouts = {"episode": budgets} | {mode: _sft_in_layout(args, out, start, sorted(budgets), mode)
@@ -732,4 +759,7 @@ if __name__ == "__main__":
     from trl import TrlParser
 
     (parsed,) = TrlParser(WebLearningArguments, description=__doc__).parse_args_and_config()
-    main(parsed)
+    try:
+        main(parsed)
+    except (ValueError, FileNotFoundError) as error:  # bad settings or an output_dir that does not fit
+        raise SystemExit(f"web_learning.py: error: {error}") from None

@@ -17,7 +17,7 @@ from helpers.runs import pythonpath_with_tests
 from helpers.text_world import TextTeacher, solve, words
 
 from sec_rl.pipeline.collect import CollectConfig, collect_traces, default_tasks, make_teacher
-from sec_rl.pipeline.traces import Trace, TraceWriter, read_traces, shard_paths
+from sec_rl.pipeline.traces import Trace, TraceWriter, read_traces, shard_paths, traces_to_dataset
 from sec_rl.web.config import WebConfig
 from sec_rl.web.env import TextEnvironment
 from sec_rl.web.evaluate import evaluate
@@ -101,6 +101,23 @@ def test_per_step_layout_keeps_the_last_prompt_and_plain_agents_report_no_tokens
     assert result.completion_tokens == sum(len(r.split()) for r in replies)
     assert plain[0].success and plain[0].prompt_tokens == plain[0].completion_tokens == 0
     assert plain[0].messages[:-1] == result.messages[:-1]
+
+
+def test_per_step_traces_train_on_every_turn_as_it_was_prompted(tmp_path):
+    prompt = PromptConfig()
+    out = tmp_path / "traces"
+    collect_traces(TextTeacher(), [("enter-text", 3)], out, text_world(web_layout="per_step"), progress=False)
+    (trace,) = read_traces(out)
+    rows = traces_to_dataset([trace])["messages"]
+    assert trace.num_steps == len(rows) == 2
+    replies = [row[-1]["content"] for row in rows]
+    observations = replay("enter-text", 3, replies)
+    histories = [(), (replies[0].split("Action: ")[1],)]  # the teacher writes actions in canonical form
+    assert rows == [
+        [*render_messages(observation, history, prompt), {"role": "assistant", "content": reply}]
+        for observation, history, reply in zip(observations, histories, replies, strict=True)
+    ]
+    assert "# Previous actions" not in rows[0][1]["content"] and "# Previous actions" in rows[1][1]["content"]
 
 
 def test_evaluate_passes_layout_and_on_episode():

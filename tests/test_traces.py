@@ -70,6 +70,7 @@ def test_trace_round_trip_and_row_format():
         "env_error",
         "error",
         "layout",
+        "turns",
         "schema_version",
     }
     assert row["schema_version"] == SCHEMA_VERSION and row["id"] == "click-button/3"
@@ -89,6 +90,12 @@ def test_trace_from_episode():
     trace = Trace.from_episode(episode, teacher="t", layout="per_step")
     assert (trace.id, trace.success, trace.num_steps, trace.layout) == ("enter-text/7", True, 2, "per_step")
     assert (trace.prompt_tokens, trace.completion_tokens, trace.teacher) == (30, 9, "t")
+    # per_step: every turn's prompt and reply, each an SFT row; `messages` is the last turn.
+    reply = [{"role": "assistant", "content": "fill('3', 'a')"}], [{"role": "assistant", "content": "click('4')"}]
+    assert trace.turns == [prompt + reply[0], prompt + reply[1]] and trace.messages == trace.turns[-1]
+    assert trace.conversations() == trace.turns and Trace.from_json(trace.to_json()) == trace
+    whole = Trace.from_episode(episode, teacher="t", layout="episode")
+    assert whole.turns == [] and whole.conversations() == [whole.messages]
     failed = Trace.from_episode(
         Episode("enter-text", 8, env_error=True, error="worker died"), teacher="t", layout="episode"
     )
@@ -109,6 +116,9 @@ def test_trace_from_episode():
         ({"messages": [{"role": "robot", "content": "x"}]}, "'messages'[0] has role 'robot'"),
         ({"messages": [{"role": "user"}]}, "'messages'[0] must be an object with a string 'content'"),
         ({"schema_version": SCHEMA_VERSION + 1}, "upgrade sec-rl"),
+        ({"drop": "turns"}, "missing field(s) 'turns'"),  # optional in schema 1 rows only
+        ({"turns": [[{"role": "tool", "content": "x"}]]}, "'turns'[0][0] has role 'tool'"),
+        ({"layout": "per_step"}, "'turns' holds 0 turn(s) but 'num_steps' is 1"),
     ],
 )
 def test_trace_validation_names_the_bad_field(change, message):
@@ -234,6 +244,24 @@ def test_traces_to_dataset_columns_and_filters():
     assert dataset[0]["messages"] == traces[0].messages
     everything = traces_to_dataset(traces, only_successful=False)
     assert everything["seed"] == [3, 4, 3]  # failures kept, the environment error never
+
+
+def test_per_step_traces_give_one_row_per_turn_and_schema_1_rows_still_read(caplog):
+    def turn(k: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": f"page {k}"}, {"role": "assistant", "content": f"click('{k}')"}]
+
+    per_step = make_trace("enter-text", 5, layout="per_step", num_steps=2, turns=[turn(0), turn(1)], messages=turn(1))
+    dataset = traces_to_dataset([per_step, make_trace("click-button", 3)])
+    assert dataset["messages"] == [make_trace().messages, turn(0), turn(1)]
+    assert dataset["task"] == ["click-button", "enter-text", "enter-text"] and dataset["num_steps"] == [1, 2, 2]
+    # A per_step row written before `turns` (schema 1) is read; its earlier turns are gone, and SFT says so.
+    old = per_step.to_dict() | {"schema_version": 1}
+    del old["turns"]
+    read = Trace.from_dict(old)
+    assert read.turns == [] and read.conversations() == [turn(1)]
+    with caplog.at_level(logging.WARNING, logger="sec_rl.pipeline.traces"):
+        assert traces_to_dataset([read])["messages"] == [turn(1)]
+    assert "1 per_step trace(s) of several turns (enter-text/5) keep only their last turn" in caplog.text
 
 
 def test_traces_to_dataset_does_not_depend_on_the_collection_order():

@@ -5,7 +5,12 @@ thought + action as assistant turns), its outcome and what it cost::
 
     {"id": "click-button/3", "task": "click-button", "seed": 3, "messages": [...], "reward": 1.0,
      "success": true, "num_steps": 1, "teacher": "...", "prompt_tokens": 812, "completion_tokens": 41,
-     "env_error": false, "error": "", "layout": "episode", "schema_version": 1}
+     "env_error": false, "error": "", "layout": "episode", "turns": [], "schema_version": 2}
+
+``messages`` is the episode's last prompt and reply: the whole conversation in the ``episode`` layout. In the
+``per_step`` layout every turn is prompted afresh (the page and the earlier actions), so ``messages`` holds the last
+turn only and ``turns`` holds every turn's prompt and reply; :meth:`Trace.conversations` gives the SFT rows of
+either layout (one per episode, or one per turn). Schema 1 rows (written before ``turns``) are still read.
 
 Files are written so that a crash costs at most the episodes in flight: :class:`TraceWriter` appends to
 ``traces-00000.jsonl``, ``traces-00001.jsonl``, ... (a new shard per writer session and every ``shard_size``
@@ -23,7 +28,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,7 +54,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `turns`, every turn of a per_step episode
 SHARD_PATTERN = "traces-{index:05d}.jsonl"
 _SHARD_RE = re.compile(r"^traces-(\d{5,})\.jsonl$")
 _ROLES = ("system", "user", "assistant")
@@ -91,16 +96,20 @@ class Trace:
     env_error: bool = False
     error: str = ""
     layout: Layout = "episode"
+    turns: list[list[dict[str, str]]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
     def from_episode(cls, episode: Episode, *, teacher: str, layout: str) -> Trace:
-        """The trace of a finished :class:`~sec_rl.web.rollout.Episode`."""
+        """The trace of a finished :class:`~sec_rl.web.rollout.Episode` (``turns``: every step, per_step only)."""
+        turns = []
+        if layout == "per_step":
+            turns = [[*_plain(step.messages), {"role": "assistant", "content": step.text}] for step in episode.steps]
         return cls(
             id=trace_id(episode.task, episode.seed),
             task=str(episode.task),
             seed=int(episode.seed),
-            messages=[{"role": m["role"], "content": m["content"]} for m in episode.messages],
+            messages=_plain(episode.messages),
             reward=float(episode.reward),
             success=bool(episode.success),
             num_steps=int(episode.num_turns),
@@ -110,7 +119,14 @@ class Trace:
             env_error=bool(episode.env_error),
             error=str(episode.error),
             layout=layout,  # type: ignore[arg-type]
+            turns=turns,
         )
+
+    def conversations(self) -> list[list[dict[str, str]]]:
+        """The SFT rows of this episode: its conversation (``episode`` layout) or every turn's (``per_step``).
+
+        A per_step trace of schema 1 has no ``turns``: only its last turn is there to train on."""
+        return self.turns or [self.messages]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,8 +141,9 @@ class Trace:
     def from_dict(cls, row: Any) -> Trace:
         """A trace from a parsed row; raises :class:`TraceFormatError` naming the missing or bad field."""
         cls.validate(row)
-        known = {name: row[name] for name in cls.__dataclass_fields__}
-        known["messages"] = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        known = {name: row[name] for name in cls.__dataclass_fields__ if name in row}  # schema 1: no turns
+        known["messages"] = _plain(row["messages"])
+        known["turns"] = [_plain(turn) for turn in row.get("turns", [])]
         known["reward"] = float(row["reward"])
         return cls(**known)
 
@@ -143,16 +160,18 @@ class Trace:
         """Check a row against the schema; extra fields are allowed (newer writers may add some)."""
         if not isinstance(row, dict):
             raise TraceFormatError(f"a trace row is a JSON object, got {type(row).__name__}.")
-        missing = [name for name in Trace.__dataclass_fields__ if name not in row]
-        if missing:
-            raise TraceFormatError(f"missing field(s) {', '.join(map(repr, missing))}.")
-        version = row["schema_version"]
-        _check(row, "schema_version", _is_int(version), "an integer")
-        if version > SCHEMA_VERSION:
+        version = row.get("schema_version")
+        if "schema_version" in row:
+            _check(row, "schema_version", _is_int(version), "an integer")
+        if _is_int(version) and version > SCHEMA_VERSION:
             raise TraceFormatError(
                 f"field 'schema_version' is {version}, newer than this sec-rl reads ({SCHEMA_VERSION}): "
                 "upgrade sec-rl."
             )
+        optional = {"turns"} if version == 1 else set()  # schema 1 rows predate them
+        missing = [name for name in Trace.__dataclass_fields__ if name not in row and name not in optional]
+        if missing:
+            raise TraceFormatError(f"missing field(s) {', '.join(map(repr, missing))}.")
         for name in ("id", "task", "teacher", "error"):
             _check(row, name, isinstance(row[name], str), "a string")
         _check(row, "seed", _is_int(row["seed"]), "an integer")
@@ -172,15 +191,32 @@ class Trace:
             raise TraceFormatError(
                 f"field 'id' is {row['id']!r} but task and seed make {trace_id(row['task'], row['seed'])!r}."
             )
-        messages = row["messages"]
-        _check(row, "messages", isinstance(messages, list), "a list of {role, content} objects")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-                raise TraceFormatError(
-                    f"field 'messages'[{i}] must be an object with a string 'content': {message!r}."
-                )
-            if message.get("role") not in _ROLES:
-                raise TraceFormatError(f"field 'messages'[{i}] has role {message.get('role')!r}, not one of {_ROLES}.")
+        _check_messages("'messages'", row["messages"])
+        turns = row.get("turns", [])
+        _check(row, "turns", isinstance(turns, list), "a list of message lists")
+        for i, turn in enumerate(turns):
+            _check_messages(f"'turns'[{i}]", turn)
+        if version != 1 and row["layout"] == "per_step" and len(turns) != row["num_steps"]:
+            raise TraceFormatError(
+                f"field 'turns' holds {len(turns)} turn(s) but 'num_steps' is {row['num_steps']}: a per_step trace "
+                "keeps every turn's prompt and reply."
+            )
+
+
+def _plain(messages: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """Messages reduced to role and content (what a trace keeps)."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _check_messages(where: str, messages: Any) -> None:
+    """``where``: the field as an error names it, e.g. ``'turns'[2]``."""
+    if not isinstance(messages, list):
+        raise TraceFormatError(f"field {where} must be a list of {{role, content}} objects, got {messages!r}.")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise TraceFormatError(f"field {where}[{i}] must be an object with a string 'content': {message!r}.")
+        if message.get("role") not in _ROLES:
+            raise TraceFormatError(f"field {where}[{i}] has role {message.get('role')!r}, not one of {_ROLES}.")
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -353,6 +389,9 @@ def read_traces(path: str | os.PathLike[str], on_error: Literal["raise", "skip"]
 def traces_to_dataset(traces: Iterable[Trace], only_successful: bool = True) -> Dataset:
     """The traces as an SFT dataset: columns ``messages``, ``task``, ``seed``, ``reward``, ``teacher``, ``num_steps``.
 
+    One row per episode in the ``episode`` layout, one per turn in ``per_step`` (each turn is prompted afresh, so
+    each is a sample of its own; the row keeps its episode's other columns).
+
     Episodes that failed because of the environment are always left out (they say nothing about the teacher);
     with ``only_successful`` the failed ones too. ``task`` serves as the curriculum's category. Rows are sorted by
     task, seed, teacher and id: parallel collection writes traces in the order episodes finish, and the SFT run on
@@ -377,7 +416,20 @@ def traces_to_dataset(traces: Iterable[Trace], only_successful: bool = True) -> 
             + common
         )
     kept.sort(key=lambda t: (t.task, t.seed, t.teacher, t.id))
-    rows = {name: [getattr(t, name) for t in kept] for name in DATASET_COLUMNS}
+    last_turn_only = [t.id for t in kept if t.layout == "per_step" and t.num_steps > 1 and not t.turns]
+    if last_turn_only:
+        logger.warning(
+            "%d per_step trace(s) of several turns (%s) keep only their last turn (written before sec-rl kept "
+            "every turn, schema 1): the student learns no other turn of them. Collect them again to train on "
+            "every turn.",
+            len(last_turn_only),
+            ", ".join(last_turn_only[:5]) + (", ..." if len(last_turn_only) > 5 else ""),
+        )
+    rows: dict[str, list[Any]] = {name: [] for name in DATASET_COLUMNS}
+    for trace in kept:
+        for messages in trace.conversations():
+            for name in DATASET_COLUMNS:
+                rows[name].append(messages if name == "messages" else getattr(trace, name))
     return Dataset.from_dict(rows)
 
 
