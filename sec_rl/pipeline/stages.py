@@ -54,7 +54,10 @@ class WebSFTArguments:
         metadata={"help": "A malformed trace row: 'raise' (stop, naming file:line) or 'skip' (warn, go on)."},
     )
     only_successful: bool = field(default=True, metadata={"help": "Train on successful episodes only."})
-    max_traces: int | None = field(default=None, metadata={"help": "Use at most this many traces (None: all)."})
+    max_traces: int | None = field(
+        default=None,
+        metadata={"help": "At most this many SFT rows, the first in task order (per_step: one per turn; None: all)."},
+    )
 
 
 def load_sft_dataset(args: WebSFTArguments) -> Dataset:
