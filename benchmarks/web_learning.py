@@ -708,7 +708,8 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
     if args.starts_from:
         copy_starts(Path(args.starts_from), out)
     _check_per_step_start(args, out)
-    (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
+    if not args.summary_only:  # the settings the stages and runs were made with
+        (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
     if not args.summary_only:
         stages = [("traces", "episode", collect), ("student", None, build_student), ("sft", "episode", sft)]
         if "per_step" in args.modes:  # per_step RL starts from an SFT on per_step rows, one per turn
