@@ -708,19 +708,24 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
     if args.starts_from:
         copy_starts(Path(args.starts_from), out)
     _check_per_step_start(args, out)
-    if not args.summary_only:  # the settings the stages and runs were made with
-        (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))
     if not args.summary_only:
-        stages = [("traces", "episode", collect), ("student", None, build_student), ("sft", "episode", sft)]
+        (out / "settings.json").write_text(json.dumps(asdict(args), indent=1))  # what the stages and runs used
+        stages = [
+            (out / "traces" / "compute.json", collect, ()),
+            (out / "student-init" / "config.json", build_student, ()),
+            (out / "sft" / "done", sft, ()),
+        ]
         if "per_step" in args.modes:  # per_step RL starts from an SFT on per_step rows, one per turn
-            stages += [("traces", "per_step", collect), ("sft", "per_step", sft)]
-        for name, layout, stage in stages:
-            folder = out / "student-init" if layout is None else _in_layout(out, name, layout)
-            if not (folder / {"traces": "compute.json", "student": "config.json", "sft": "done"}[name]).exists():
+            stages += [
+                (_in_layout(out, "traces", "per_step") / "compute.json", collect, ("per_step",)),
+                (_in_layout(out, "sft", "per_step") / "done", sft, ("per_step",)),
+            ]
+        for done, stage, layout in stages:
+            if not done.exists():
                 tick = time.perf_counter()
-                print(f"[{folder.name}] running", flush=True)
-                stage(args, out, *([layout] if layout else []))
-                print(f"[{folder.name}] {time.perf_counter() - tick:.0f} s", flush=True)
+                print(f"[{done.parent.name}] running", flush=True)
+                stage(args, out, *layout)
+                print(f"[{done.parent.name}] {time.perf_counter() - tick:.0f} s", flush=True)
     start, budgets = choose_start(args, out)
     print("[start] " + ", ".join(f"SFT {b}: {_mean(g):.1%}" for b, g in budgets.items()) + f" -> {start}", flush=True)
     layouts = {"episode": budgets} | {mode: _sft_in_layout(args, out, start, sorted(budgets), mode)

@@ -102,9 +102,7 @@ class Trace:
     @classmethod
     def from_episode(cls, episode: Episode, *, teacher: str, layout: str) -> Trace:
         """The trace of a finished :class:`~sec_rl.web.rollout.Episode` (``turns``: every step, per_step only)."""
-        turns = []
-        if layout == "per_step":
-            turns = [[*_plain(step.messages), {"role": "assistant", "content": step.text}] for step in episode.steps]
+        turns = [_plain(step.conversation) for step in episode.steps] if layout == "per_step" else []
         return cls(
             id=trace_id(episode.task, episode.seed),
             task=str(episode.task),

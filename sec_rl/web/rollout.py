@@ -73,6 +73,11 @@ class Step:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    @property
+    def conversation(self) -> Messages:
+        """The turn's prompt followed by its reply (in the per_step layout, one SFT row)."""
+        return [*self.messages, {"role": "assistant", "content": self.text}]
+
 
 @dataclass
 class Episode:
@@ -116,10 +121,7 @@ class Episode:
     @property
     def messages(self) -> Messages:
         """The last turn's prompt and reply: the whole conversation in the ``"episode"`` layout (a trace)."""
-        if not self.steps:
-            return []
-        last = self.steps[-1]
-        return [*last.messages, {"role": "assistant", "content": last.text}]
+        return self.steps[-1].conversation if self.steps else []
 
     @property
     def prompt_tokens(self) -> int:
@@ -348,8 +350,7 @@ class RolloutEngine:
             return
         # The episode's previous actions are in the conversation itself: the user message shows only the page.
         page = render_observation(observation, (), self.prompt, self.policy.tokenizer)
-        reply = {"role": "assistant", "content": step.text}
-        state.messages = [*state.messages, reply, {"role": "user", "content": page}]
+        state.messages = [*step.conversation, {"role": "user", "content": page}]  # step.messages: the turn's prompt
         state.context = self.policy.context(state.messages, step)
 
     def _record(self, state: _Live, reply: Reply, outcome: Any) -> bool:
