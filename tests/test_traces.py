@@ -9,6 +9,7 @@ import os
 import pytest
 
 from sec_rl.pipeline import traces as traces_module
+from sec_rl.pipeline.stages import WebSFTArguments, load_sft_dataset
 from sec_rl.pipeline.traces import (
     DATASET_COLUMNS,
     SCHEMA_VERSION,
@@ -272,6 +273,24 @@ def test_traces_to_dataset_does_not_depend_on_the_collection_order():
         ("enter-text", 2), ("enter-text", 5), ("enter-text", 7),
     ]  # fmt: skip
     assert traces_to_dataset(traces[::-1]).to_dict() == dataset.to_dict()
+
+
+def test_max_traces_takes_every_task_in_turn(tmp_path):
+    with TraceWriter(tmp_path / "traces", teacher="expert", layout="episode") as writer:
+        for task, seeds in (("click-button", range(5)), ("enter-text", range(2)), ("focus-text", range(3))):
+            for seed in seeds:
+                writer.write(make_trace(task, seed))
+    capped = load_sft_dataset(WebSFTArguments(traces=str(tmp_path / "traces"), max_traces=6))
+    # two rows of each task, not the first six (click-button's five and enter-text's first)
+    assert list(zip(capped["task"], capped["seed"], strict=True)) == [
+        ("click-button", 0), ("click-button", 1), ("enter-text", 0), ("enter-text", 1),
+        ("focus-text", 0), ("focus-text", 1),
+    ]  # fmt: skip
+    seven = load_sft_dataset(WebSFTArguments(traces=str(tmp_path / "traces"), max_traces=7))
+    assert seven["task"].count("click-button") == 3 and seven["task"].count("focus-text") == 2
+    assert len(load_sft_dataset(WebSFTArguments(traces=str(tmp_path / "traces"), max_traces=50))) == 10
+    with pytest.raises(ValueError, match="--max_traces 0: give a positive number"):
+        load_sft_dataset(WebSFTArguments(traces=str(tmp_path / "traces"), max_traces=0))
 
 
 def test_no_successful_trace_is_a_clear_error():

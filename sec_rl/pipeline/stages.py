@@ -56,7 +56,10 @@ class WebSFTArguments:
     only_successful: bool = field(default=True, metadata={"help": "Train on successful episodes only."})
     max_traces: int | None = field(
         default=None,
-        metadata={"help": "At most this many SFT rows, the first in task order (per_step: one per turn; None: all)."},
+        metadata={
+            "help": "At most this many SFT rows, taken in turn from each task so that every task keeps its share "
+            "(per_step: one row per turn; None: all)."
+        },
     )
 
 
@@ -64,6 +67,8 @@ def load_sft_dataset(args: WebSFTArguments) -> Dataset:
     """The traces as a ``messages`` + ``task`` dataset: from a collect folder/file, else from the Hub."""
     from sec_rl.pipeline.traces import read_traces, traces_to_dataset
 
+    if args.max_traces is not None and args.max_traces < 1:
+        raise ValueError(f"--max_traces {args.max_traces}: give a positive number of rows, or leave it unset for all.")
     if os.path.exists(args.traces):
         dataset = traces_to_dataset(
             read_traces(args.traces, on_error=args.traces_on_error), only_successful=args.only_successful
@@ -77,8 +82,20 @@ def load_sft_dataset(args: WebSFTArguments) -> Dataset:
         if len(dataset) == 0:
             raise ValueError(f"the dataset {args.traces!r} holds no successful trace: nothing to learn from.")
     if args.max_traces is not None:
-        dataset = dataset.select(range(min(args.max_traces, len(dataset))))
+        tasks = dataset["task"] if "task" in dataset.column_names else [""] * len(dataset)
+        dataset = dataset.select(_each_task_in_turn(tasks, args.max_traces))
     return dataset
+
+
+def _each_task_in_turn(tasks: list[str], limit: int) -> list[int]:
+    """The indices of ``limit`` rows taken one task at a time, each task's rows in their order, in the dataset's
+    order: a cap on rows sorted by task must not keep the first tasks only."""
+    seen: dict[str, int] = {}
+    places = []  # (the row's place within its task, its index)
+    for index, task in enumerate(tasks):
+        places.append((seen.get(task, 0), index))
+        seen[task] = seen.get(task, 0) + 1
+    return sorted(index for _, index in sorted(places)[:limit])
 
 
 def _load_model(model_args: ModelConfig) -> tuple[Any, Any]:
