@@ -546,6 +546,8 @@ def summarize(
             "difference": float(diffs.mean()), "low": low, "high": high, "excludes_zero": low > 0 or high < 0,
             "steps_skipped": [int(run["steps_skipped"]) for run in runs],
             "minutes_per_run": float(np.mean([run["seconds"] for run in runs]) / 60),
+            # each goal's outcome, so that the intervals can be recomputed (with more seeds) without the output_dir
+            "per_goal": {"start": before, "final": final},
         }  # fmt: skip
         curves[mode] = {
             "greedy": {"0": [_mean(before)] * len(runs)}
