@@ -8,6 +8,7 @@ help text and parse from flags or YAML with ``trl.TrlParser``, next to TRL's own
 
 from __future__ import annotations
 
+import collections
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,11 +91,11 @@ def load_sft_dataset(args: WebSFTArguments) -> Dataset:
 def _each_task_in_turn(tasks: list[str], limit: int) -> list[int]:
     """The indices of ``limit`` rows taken one task at a time, each task's rows in their order, in the dataset's
     order: a cap on rows sorted by task must not keep the first tasks only."""
-    seen: dict[str, int] = {}
+    seen: collections.Counter[str] = collections.Counter()
     places = []  # (the row's place within its task, its index)
     for index, task in enumerate(tasks):
-        places.append((seen.get(task, 0), index))
-        seen[task] = seen.get(task, 0) + 1
+        places.append((seen[task], index))
+        seen[task] += 1
     return sorted(index for _, index in sorted(places)[:limit])
 
 
