@@ -462,6 +462,9 @@ def rl_run(args: WebLearningArguments, out: Path, start: int, mode: str, seed: i
     result = {
         "mode": mode, "seed": seed, "start": start,
         "sampled_success": [e["web/success_rate"] for e in log if "web/success_rate" in e],
+        "sampled_success_per_task": {  # None at a step that drew no goal of the task
+            task: [e.get(f"web/success_rate/{task}") for e in log if "web/success_rate" in e] for task in args.tasks
+        },
         "steps_skipped": int(max((e.get("steps_skipped_without_signal", 0) for e in log), default=0)),
         "generation_batches": sum(e.get("dynamic_sampling/generation_batches", 1) for e in log if "loss" in e),
         "greedy": greedy,  # {"step": {"task/seed": success}}

@@ -532,6 +532,9 @@ def check_resumed_exactly(report: dict, mode: str) -> None:
     assert len(full["losses"]) == 4 and resumed["losses"] == pytest.approx(full["losses"], abs=1e-6)
     assert resumed["eval"] == pytest.approx(full["eval"]) and len(full["eval"]) == 2  # steps 2 and 4
     assert resumed["curriculum"] == full["curriculum"]
+    assert resumed["task_success"] == full["task_success"] and len(full["task_success"]) == 4
+    for rates in full["task_success"].values():  # the tasks drawn at each step, whichever rank drew them
+        assert rates and set(rates) <= {"click-button", "enter-text"} and all(0 <= r <= 1 for r in rates.values())
     assert resumed["env_tokens_seen"] == full["env_tokens_seen"]  # pages before the checkpoint counted
     assert (full["env_tokens_seen"] > 0) == (mode == "episode")  # per_step completions hold no page
     assert resumed["weights"] == full["weights"]

@@ -17,7 +17,7 @@ from transformers import GenerationConfig
 
 from sec_rl.web import EnvironmentPool, TextEnvironment
 from sec_rl.web.policies import TokenPolicy, TransformersActor, encode_messages
-from sec_rl.web.rollout import Episode, RolloutEngine, Step
+from sec_rl.web.rollout import Episode, RolloutEngine, RolloutResult, Step
 from sec_rl.web.samples import (
     compute_advantages,
     discounted_returns,
@@ -158,6 +158,17 @@ def make_episode(task: str, seed: int, index: int, rewards: list[float], env_err
         for t, reward in enumerate(rewards)
     ]
     return Episode(task, seed, index, steps, env_error=env_error)
+
+
+def test_success_is_reported_overall_and_per_task_over_the_episodes_that_count():
+    result = RolloutResult([
+        make_episode("a", 0, 0, [1.0]), make_episode("a", 1, 1, [0.0, 0.0]), make_episode("b", 2, 2, [0.0, 1.0]),
+        make_episode("b", 3, 3, [1.0], env_error=True),  # an environment error: not a failure, not counted
+    ])  # fmt: skip
+    metrics = result.metrics()
+    assert metrics["success_rate"] == pytest.approx(2 / 3) and metrics["env_errors"] == 1
+    per_task = {k: v for k, v in metrics.items() if k.startswith("success_rate/")}
+    assert per_task == {"success_rate/a": 0.5, "success_rate/b": 1.0}
 
 
 def test_discounted_returns():

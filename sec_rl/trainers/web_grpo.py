@@ -614,13 +614,15 @@ class WebAgentMixin:
         return rows
 
     def _log_web_metrics(self, mode: str, metrics: dict[str, float]) -> None:
-        """``web/*`` metrics, combined over processes (counts summed, rates averaged); pool counters too."""
+        """``web/*`` metrics, combined over processes (counts summed, rates averaged over the processes that have
+        them: a task's success rate only where the task was drawn); pool counters too."""
         pool = self._web_pool.metrics() if self._web_pool is not None else {}
         metrics = {**metrics, "worker_restarts": pool.get("worker_restarts", 0.0)}
         if self.accelerator.num_processes > 1:
             every = gather_object([metrics])
-            combine = {name: np.sum if name in _COUNTS else np.mean for name in metrics}
-            metrics = {name: float(combine[name]([m[name] for m in every])) for name in metrics}
+            names = sorted({name for m in every for name in m})
+            combine = {name: np.sum if name in _COUNTS else np.mean for name in names}
+            metrics = {name: float(combine[name]([m[name] for m in every if name in m])) for name in names}
         for name, value in metrics.items():
             self._metrics[mode][f"web/{name}"].append(value)
         if mode == "train":

@@ -159,13 +159,18 @@ class RolloutResult:
     generated_tokens: int = 0
 
     def metrics(self) -> dict[str, float]:
-        """Per-batch figures: success over the episodes that count, environment errors, turns, throughput."""
+        """Per-batch figures: success over the episodes that count (overall and per task present), environment
+        errors, turns, throughput."""
         counted = [e for e in self.episodes if not e.env_error]
         steps = [s for e in self.episodes for s in e.steps]
         n = max(1, len(counted))
+        per_task: dict[str, list[bool]] = {}
+        for e in counted:
+            per_task.setdefault(e.task, []).append(e.success)
         return {
             "episodes": float(len(self.episodes)),
             "success_rate": sum(e.success for e in counted) / n,
+            **{f"success_rate/{task}": sum(wins) / len(wins) for task, wins in sorted(per_task.items())},
             "env_errors": float(len(self.episodes) - len(counted)),
             "episode_turns": sum(e.num_turns for e in counted) / n,
             "max_turns_rate": sum(e.hit_max_turns for e in counted) / n,

@@ -18,6 +18,7 @@ from sec_rl.trainers.web_grpo import SECWebGRPOConfig, SECWebGRPOTrainer
 from sec_rl.web.tasks import goals_dataset
 
 TASKS = ("click-button", "enter-text")
+TASK_RATE = "web/success_rate/"
 
 
 def build(model: str, output_dir: str, mode: str, per_device: int) -> SECWebGRPOTrainer:
@@ -45,6 +46,11 @@ def summary(trainer: SECWebGRPOTrainer) -> dict:
     return {
         "losses": {e["step"]: e["loss"] for e in history if "loss" in e},
         "eval": {e["step"]: e["eval_reward"] for e in history if "eval_reward" in e},
+        "task_success": {  # each step's sampled success per task drawn, over both ranks' episodes
+            e["step"]: {k.removeprefix(TASK_RATE): v for k, v in e.items() if k.startswith(TASK_RATE)}
+            for e in history
+            if "loss" in e
+        },
         "env_tokens_seen": trainer._web_env_tokens_seen,
         "curriculum": trainer.curriculum.state_dict(),
         "weights": weights.hexdigest(),
