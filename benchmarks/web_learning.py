@@ -27,8 +27,8 @@ in ``per_step`` mode SFT alone is that layout's SFT, evaluated in that layout, s
 
 With ``--fresh_goals A B``, the start and every run's final checkpoint are also evaluated on goals A..B-1, used
 nowhere else: settings chosen after seeing the held-out evaluations get a clean check. ``--start B`` fixes the SFT
-budget RL starts from. ``--compare_with DIR`` adds this run's final success minus DIR's (another curriculum's, from
-the same starts), with a 95% interval.
+budget RL starts from (without ``--rl_starts``, the only budget evaluated). ``--compare_with DIR`` adds this run's
+final success minus DIR's (another curriculum's, from the same starts), with a 95% interval.
 
 With ``--student`` (a registry name such as ``smollm2-135m``, a Hub id or a folder), a pretrained student with its
 own tokenizer and chat template replaces the tiny one; ``--rl_batch_size`` then splits each RL step's episodes into
@@ -349,8 +349,9 @@ def _check_per_step_start(args: WebLearningArguments, out: Path) -> None:
 
 
 def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, dict[str, float]]]:
-    """Every budget's greedy success per held-out goal, and the budget RL starts from (see the module docstring)."""
-    budgets = sorted(args.sft_budgets)
+    """Every budget's greedy success per held-out goal, and the budget RL starts from (see the module docstring).
+    A fixed ``--start`` without ``--rl_starts`` needs its own evaluation only (each budget's takes ~10 min on CPU)."""
+    budgets = [args.start] if args.start is not None and not args.rl_starts else sorted(args.sft_budgets)
     per_budget = _evaluate_budgets(args, out, budgets, out / "start")
     success = {b: _mean(goals) for b, goals in per_budget.items()}
     if args.start is not None:
