@@ -349,8 +349,8 @@ def _check_per_step_start(args: WebLearningArguments, out: Path) -> None:
 
 
 def choose_start(args: WebLearningArguments, out: Path) -> tuple[int, dict[int, dict[str, float]]]:
-    """Every budget's greedy success per held-out goal, and the budget RL starts from (see the module docstring).
-    A fixed ``--start`` without ``--rl_starts`` needs its own evaluation only (each budget's takes ~10 min on CPU)."""
+    """Greedy success per held-out goal of the budgets a run needs, and the budget RL starts from (see the module
+    docstring): every budget, or only a fixed ``--start`` without ``--rl_starts`` (each evaluation takes minutes)."""
     budgets = [args.start] if args.start is not None and not args.rl_starts else sorted(args.sft_budgets)
     per_budget = _evaluate_budgets(args, out, budgets, out / "start")
     success = {b: _mean(goals) for b, goals in per_budget.items()}
