@@ -50,6 +50,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,13 @@ class WebLearningArguments:
             "help": "Device of the RL runs (default: --device). A tiny student's runs go well as CPU processes."
         },
     )
-    jobs: int = field(default=1, metadata={"help": "RL runs at once (processes)."})
+    jobs: int = field(
+        default=1,
+        metadata={
+            "help": "RL runs at once (processes). Each needs its own memory: an episode run of SmolLM2-135M from a "
+            "weak start peaks near 13 GiB on the CPU (two at once ran out of a 24 GB machine's memory)."
+        },
+    )
     threads: int | None = field(default=None, metadata={"help": "Torch threads per run (default: cores / jobs)."})
     resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples."})
     starts_from: str | None = field(
@@ -751,6 +758,9 @@ def main(args: WebLearningArguments) -> dict[str, Any]:
             for future in as_completed(futures):
                 try:
                     print(_describe(future.result()), flush=True)
+                except BrokenProcessPool:  # the kernel killed a run's process, most often for memory
+                    print(f"[{_run_name(*futures[future])}] failed: a run's process was killed (out of memory?): "
+                          "rerun the same command with fewer --jobs; finished runs are kept.")  # fmt: skip
                 except Exception as error:  # one failed run must not lose the others; its file is missing
                     print(f"[{_run_name(*futures[future])}] failed: {type(error).__name__}: {error}")
     comparison = compare(args, out, Path(args.compare_with)) if args.compare_with else {}
